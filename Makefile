@@ -1,0 +1,54 @@
+# tollgate — an Envoy ext_proc service that authenticates, rate-limits and
+# meters LLM traffic by tokens. `make help` lists the targets.
+
+GO       ?= go
+BIN      ?= bin/tollgate
+CONFIG   ?= envoy/tollgate.yaml
+PKGS     ?= ./...
+FUZZTIME ?= 30s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/tollgate.
+	$(GO) build -trimpath -o $(BIN) ./cmd/tollgate
+
+.PHONY: run
+run: build ## Run tollgate with the in-memory store and the example config (no Redis needed).
+	./$(BIN) serve --config $(CONFIG)
+
+.PHONY: deps
+deps: ## Install what the tests need (redis-server; promtool when available).
+	@scripts/need.sh redis-server redis-server
+	@scripts/need.sh promtool prometheus optional
+
+.PHONY: test
+test: deps ## Vet, then run every test (unit tests with -race, Redis tests, e2e).
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+.PHONY: e2e
+e2e: deps ## Run only the end-to-end suite.
+	$(GO) test -race -count=1 -timeout 20m ./e2e/...
+
+.PHONY: bench
+bench: deps ## Run the Go benchmarks.
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each.
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+.PHONY: lint
+lint: ## gofmt and go vet.
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet $(PKGS)
