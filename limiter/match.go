@@ -1,0 +1,364 @@
+package limiter
+
+import (
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/tollgate-ai/tollgate/ledger"
+)
+
+// Request holds the attributes of one request that rules match on. The
+// processor fills it; a nil func reads as "absent".
+type Request struct {
+	// Consumer is the authenticated consumer's name, empty when anonymous.
+	Consumer string
+	// Model is the model named in the request body.
+	Model string
+	// Path is the request's :path (a query string, if any, is part of it).
+	Path string
+	// Host is the request's :authority; a port is ignored.
+	Host string
+	// Route is the name of the Envoy route that took the request.
+	Route string
+	// IP is the peer address (for limit_by_per_ip: from-remote-addr).
+	IP netip.Addr
+	// Header returns a request header by its lower-case name.
+	Header func(name string) (string, bool)
+	// Query returns the first value of a query parameter, URL-decoded.
+	Query func(name string) (string, bool)
+	// Cookie returns the value of a cookie.
+	Cookie func(name string) (string, bool)
+}
+
+// Rules is a compiled Config. It is immutable and safe for concurrent use.
+type Rules struct {
+	rules  []rule
+	byName map[string]*rule
+}
+
+// Rejection is how a refusal by a rule is answered.
+type Rejection struct {
+	// Code is the HTTP status: the rule's rejected_code, 429 by default.
+	Code int
+	// Message is the rule's rejected_msg or, when it has none, a sentence
+	// naming the rule, the window and its limit.
+	Message string
+	// Custom tells that Message is the operator's rejected_msg, to be sent
+	// as the response body as it is (Higress sends it so; it may be JSON).
+	// Otherwise Message belongs inside an OpenAI-style error object.
+	Custom bool
+}
+
+type rule struct {
+	name         string
+	scope        scope
+	global       []ledger.Window
+	globalTokens bool
+	items        []item
+	rejection    Rejection
+}
+
+type kind uint8
+
+const (
+	kindHeader kind = iota
+	kindParam
+	kindCookie
+	kindConsumer
+	kindModel
+	kindIP
+)
+
+type item struct {
+	kind kind
+	per  bool
+	// name is the header, parameter or cookie read; for kindIP the header
+	// holding the address, or empty for the peer address.
+	name string
+	// source names what is read, in keys and digests: "header=x-api-key".
+	source string
+	keys   []limitKey
+}
+
+type limitKey struct {
+	pat    pattern
+	prefix netip.Prefix // kindIP only; invalid when pat.any
+	specs  []windowSpec
+	// fixed holds the windows when their keys do not depend on the value:
+	// an exact key, or a pattern whose matches share one counter.
+	fixed  []ledger.Window
+	tokens bool
+}
+
+type pattern struct {
+	any   bool
+	re    *regexp.Regexp
+	exact string
+}
+
+func (p *pattern) isExact() bool { return !p.any && p.re == nil }
+
+func (p *pattern) matches(v string) bool {
+	switch {
+	case p.any:
+		return true
+	case p.re != nil:
+		return p.re.MatchString(v)
+	default:
+		return v == p.exact
+	}
+}
+
+type scope struct {
+	all        bool
+	pathPrefix string
+	host       string // lower case
+	hostSuffix string // ".example.com" for "*.example.com"
+	route      string
+	model      *pattern
+}
+
+func (s *scope) matches(req *Request) bool {
+	if s.all {
+		return true
+	}
+	if s.pathPrefix != "" && !strings.HasPrefix(req.Path, s.pathPrefix) {
+		return false
+	}
+	if s.route != "" && req.Route != s.route {
+		return false
+	}
+	if s.host != "" || s.hostSuffix != "" {
+		h := hostOnly(req.Host)
+		if s.host != "" && !strings.EqualFold(h, s.host) {
+			return false
+		}
+		if s.hostSuffix != "" && (len(h) <= len(s.hostSuffix) || !strings.EqualFold(h[len(h)-len(s.hostSuffix):], s.hostSuffix)) {
+			return false
+		}
+	}
+	if s.model != nil && (req.Model == "" || !s.model.matches(req.Model)) {
+		return false
+	}
+	return true
+}
+
+// hostOnly drops the port of an authority.
+func hostOnly(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if end := strings.IndexByte(h, ']'); end > 0 {
+			return h[1:end]
+		}
+		return h
+	}
+	if i := strings.IndexByte(h, ':'); i >= 0 && strings.LastIndexByte(h, ':') == i {
+		return h[:i]
+	}
+	return h
+}
+
+// Empty reports whether there are no rules.
+func (r *Rules) Empty() bool { return r == nil || len(r.rules) == 0 }
+
+// Match appends to dst every window that applies to req and returns the
+// extended slice. Windows come in rule order (token_ratelimit, then
+// request_ratelimit, each as written); within a rule the global threshold
+// comes first, then the matched key's windows from the shortest.
+//
+// Keys that do not depend on the request are built at Compile time; a
+// per-value key costs one allocation for all its windows.
+func (r *Rules) Match(req *Request, dst []ledger.Window) []ledger.Window {
+	if r == nil {
+		return dst
+	}
+	for i := range r.rules {
+		ru := &r.rules[i]
+		if !ru.scope.matches(req) {
+			continue
+		}
+		dst = append(dst, ru.global...)
+		it, k, v, ok := ru.find(req)
+		if !ok {
+			continue
+		}
+		lk := &it.keys[k]
+		if lk.fixed != nil {
+			dst = append(dst, lk.fixed...)
+			continue
+		}
+		dst = it.emit(ru.name, lk, &v, dst)
+	}
+	return dst
+}
+
+// NeedsTokens reports whether any token window applies to req. When none
+// does, the request's tokens need not be counted for rate limiting.
+func (r *Rules) NeedsTokens(req *Request) bool {
+	if r == nil {
+		return false
+	}
+	for i := range r.rules {
+		ru := &r.rules[i]
+		if !ru.scope.matches(req) {
+			continue
+		}
+		if ru.globalTokens {
+			return true
+		}
+		if it, k, _, ok := ru.find(req); ok && it.keys[k].tokens {
+			return true
+		}
+	}
+	return false
+}
+
+// Rejection returns how to answer a request refused by w.
+func (r *Rules) Rejection(w *ledger.Window) Rejection {
+	rej := Rejection{Code: 429}
+	if r != nil {
+		if ru, ok := r.byName[w.Rule]; ok {
+			rej = ru.rejection
+		}
+	}
+	if !rej.Custom {
+		rej.Message = defaultMessage(w)
+	}
+	return rej
+}
+
+func defaultMessage(w *ledger.Window) string {
+	return "Rate limit reached for " + WindowName(w) + " (rule " + w.Rule + "): limit " +
+		strconv.FormatInt(w.Limit, 10) + ". Please try again later."
+}
+
+// value is what an item read from a request.
+type value struct {
+	s  string
+	ip netip.Addr
+}
+
+// find returns the first item of ru that has a limit key matching req,
+// with the index of that key and the value read.
+func (ru *rule) find(req *Request) (*item, int, value, bool) {
+	for i := range ru.items {
+		it := &ru.items[i]
+		v, ok := it.read(req)
+		if !ok {
+			continue
+		}
+		for k := range it.keys {
+			lk := &it.keys[k]
+			var hit bool
+			if it.kind == kindIP {
+				hit = lk.pat.any || lk.prefix.Contains(v.ip)
+			} else {
+				hit = lk.pat.matches(v.s)
+			}
+			if hit {
+				return it, k, v, true
+			}
+		}
+	}
+	return nil, 0, value{}, false
+}
+
+// read returns the item's value in req; an absent or empty value does not
+// match any key.
+func (it *item) read(req *Request) (value, bool) {
+	var s string
+	var ok bool
+	switch it.kind {
+	case kindHeader:
+		s, ok = lookup(req.Header, it.name)
+	case kindParam:
+		s, ok = lookup(req.Query, it.name)
+	case kindCookie:
+		s, ok = lookup(req.Cookie, it.name)
+	case kindConsumer:
+		s, ok = req.Consumer, true
+	case kindModel:
+		s, ok = req.Model, true
+	case kindIP:
+		ip := req.IP
+		if it.name != "" {
+			h, found := lookup(req.Header, it.name)
+			if !found {
+				return value{}, false
+			}
+			ip = parseForwarded(h)
+		}
+		if !ip.IsValid() {
+			return value{}, false
+		}
+		return value{ip: ip.Unmap().WithZone("")}, true
+	}
+	if !ok || s == "" {
+		return value{}, false
+	}
+	return value{s: s}, true
+}
+
+func lookup(f func(string) (string, bool), name string) (string, bool) {
+	if f == nil {
+		return "", false
+	}
+	return f(name)
+}
+
+// parseForwarded reads the first address of an X-Forwarded-For style list,
+// with or without a port.
+func parseForwarded(h string) netip.Addr {
+	if i := strings.IndexByte(h, ','); i >= 0 {
+		h = h[:i]
+	}
+	h = strings.TrimSpace(h)
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a
+	}
+	if ap, err := netip.ParseAddrPort(h); err == nil {
+		return ap.Addr()
+	}
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		if a, err := netip.ParseAddr(h[1 : len(h)-1]); err == nil {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+// emit appends the windows of lk counting value v. All their keys share one
+// backing string, so the whole key costs one allocation.
+func (it *item) emit(ruleName string, lk *limitKey, v *value, dst []ledger.Window) []ledger.Window {
+	var tagBuf [128]byte
+	tag := tagBuf[:0]
+	switch it.kind {
+	case kindConsumer:
+		tag = appendConsumerTag(tag, v.s)
+	case kindIP:
+		var ipBuf [64]byte
+		tag = appendRuleTag(tag, ruleName, modeValue, it.source, v.ip.AppendTo(ipBuf[:0]))
+	default:
+		tag = appendRuleTag(tag, ruleName, modeValue, it.source, v.s)
+	}
+	n := 0
+	for i := range lk.specs {
+		n += len(keyPrefix) + len(tag) + len(lk.specs[i].tail)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i := range lk.specs {
+		b.WriteString(keyPrefix)
+		b.Write(tag)
+		b.WriteString(lk.specs[i].tail)
+	}
+	all := b.String()
+	for i := range lk.specs {
+		ws := &lk.specs[i]
+		l := len(keyPrefix) + len(tag) + len(ws.tail)
+		dst = append(dst, ws.window(all[:l], ruleName))
+		all = all[l:]
+	}
+	return dst
+}
