@@ -2,7 +2,6 @@ package limiter
 
 import (
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 
@@ -136,7 +135,15 @@ type Threshold struct {
 // UnmarshalYAML implements [yaml.Unmarshaler].
 func (r *Rule) UnmarshalYAML(n *yaml.Node) error {
 	type plain Rule
-	return decodeRecording(n, (*plain)(r), &r.unknown)
+	if err := decodeRecording(n, (*plain)(r), &r.unknown); err != nil {
+		return err
+	}
+	// Threshold has no UnmarshalYAML of its own: yaml.v3 would then no
+	// longer inline it into LimitKey. Its misspelt fields are found here.
+	if g := mappingValue(n, "global_threshold"); g != nil && r.GlobalThreshold != nil {
+		r.GlobalThreshold.unknown = unknownKeys(g, knownFields(reflect.TypeFor[Threshold]()))
+	}
+	return nil
 }
 
 // UnmarshalYAML implements [yaml.Unmarshaler].
@@ -147,27 +154,8 @@ func (m *Match) UnmarshalYAML(n *yaml.Node) error {
 
 // UnmarshalYAML implements [yaml.Unmarshaler].
 func (k *LimitKey) UnmarshalYAML(n *yaml.Node) error {
-	// The inlined Threshold would take the whole mapping through its own
-	// UnmarshalYAML, so the key is read beside it.
-	var key struct {
-		Key string `yaml:"key"`
-	}
-	if err := n.Decode(&key); err != nil {
-		return err
-	}
-	if err := n.Decode(&k.Threshold); err != nil {
-		return err
-	}
-	k.Key = key.Key
-	k.unknown = slices.DeleteFunc(k.Threshold.unknown, func(f string) bool { return f == "key" })
-	k.Threshold.unknown = nil
-	return nil
-}
-
-// UnmarshalYAML implements [yaml.Unmarshaler].
-func (t *Threshold) UnmarshalYAML(n *yaml.Node) error {
-	type plain Threshold
-	return decodeRecording(n, (*plain)(t), &t.unknown)
+	type plain LimitKey
+	return decodeRecording(n, (*plain)(k), &k.unknown)
 }
 
 // UnmarshalYAML implements [yaml.Unmarshaler].
@@ -223,14 +211,32 @@ func decodeRecording[T any](n *yaml.Node, out *T, unknown *[]string) error {
 	if err := n.Decode(out); err != nil {
 		return err
 	}
-	*unknown = nil
+	*unknown = unknownKeys(n, knownFields(reflect.TypeFor[T]()))
+	return nil
+}
+
+func unknownKeys(n *yaml.Node, known map[string]bool) []string {
 	if n.Kind != yaml.MappingNode {
 		return nil
 	}
-	known := knownFields(reflect.TypeFor[T]())
+	var out []string
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := n.Content[i].Value; !known[k] {
-			*unknown = append(*unknown, k)
+		// "<<" merges an anchored mapping; its fields are the ones checked.
+		if k := n.Content[i].Value; !known[k] && k != "<<" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// mappingValue returns the value of key in mapping n, or nil.
+func mappingValue(n *yaml.Node, key string) *yaml.Node {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
 		}
 	}
 	return nil
