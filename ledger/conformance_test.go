@@ -1,0 +1,538 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-ai/tollgate/internal/redistest"
+	"github.com/tollgate-ai/tollgate/processor/usage"
+)
+
+// fakeClock is a settable clock shared by a store and its test.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	// A fixed instant on a day boundary, so bucket edges fall on round
+	// offsets from it.
+	return &fakeClock{t: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// env is one store under test with what the conformance cases need around it.
+type env struct {
+	s     Store
+	clock *fakeClock
+	// ttl returns the remaining time to live of a balance key (0: none or
+	// missing).
+	ttl func(t *testing.T, key string) time.Duration
+	// name returns a name unique within the store's backing data.
+	name func(base string) string
+}
+
+// storeKind opens fresh envs of one store implementation.
+type storeKind struct {
+	name string
+	open func(t *testing.T) *env
+}
+
+var nameSeq atomic.Int64
+
+func uniqueName(base string) string {
+	return fmt.Sprintf("%s-%d", base, nameSeq.Add(1))
+}
+
+func memoryKind() storeKind {
+	return storeKind{name: "memory", open: func(t *testing.T) *env {
+		c := newFakeClock()
+		m := NewMemory(MemoryOptions{Clock: c.Now})
+		return &env{s: m, clock: c, name: uniqueName, ttl: func(t *testing.T, key string) time.Duration {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			b := m.balances[key]
+			if b == nil || b.expires == 0 {
+				return 0
+			}
+			return time.Duration(b.expires-c.Now().UnixMicro()) * time.Microsecond
+		}}
+	}}
+}
+
+// redisKind runs the store against client, driving its scripts with a
+// fake clock.
+func redisKind(name string, client func(t *testing.T) redis.UniversalClient) storeKind {
+	return storeKind{name: name, open: func(t *testing.T) *env {
+		cl := client(t)
+		r, err := NewRedis(RedisOptions{Client: cl, KeyPrefix: "test:"})
+		if err != nil {
+			t.Fatalf("NewRedis: %v", err)
+		}
+		c := newFakeClock()
+		r.clock = c.Now
+		return &env{s: r, clock: c, name: uniqueName, ttl: func(t *testing.T, key string) time.Duration {
+			d, err := cl.PTTL(context.Background(), r.key(key)).Result()
+			if err != nil {
+				t.Fatalf("PTTL: %v", err)
+			}
+			return max(d, 0)
+		}}
+	}}
+}
+
+// storeKinds returns the memory store, a single redis-server and a
+// 3-master cluster, each started once for the calling test.
+func storeKinds(t *testing.T) []storeKind {
+	single := redistest.Start(t)
+	cluster := redistest.StartCluster(t, 3)
+	return []storeKind{
+		memoryKind(),
+		redisKind("redis", func(t *testing.T) redis.UniversalClient {
+			c := redis.NewClient(&redis.Options{Addr: single.Addr()})
+			t.Cleanup(func() { _ = c.Close() })
+			return c
+		}),
+		redisKind("cluster", func(t *testing.T) redis.UniversalClient {
+			c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs()})
+			t.Cleanup(func() { _ = c.Close() })
+			return c
+		}),
+	}
+}
+
+func TestConformance(t *testing.T) {
+	cases := []struct {
+		name string
+		run  func(t *testing.T, e *env)
+	}{
+		{"admits up to the limit", testAdmitsUpToLimit},
+		{"refusal charges nothing", testRefusalChargesNothing},
+		{"sliding window at a boundary", testSlidingBoundary},
+		{"sliding window invariants", testSlidingInvariants},
+		{"settle corrects", testSettleCorrects},
+		{"late settle", testLateSettle},
+		{"idempotent settle", testIdempotentSettle},
+		{"partial balance reservation", testPartialBalance},
+		{"balance allotment and ttl", testBalanceAllotment},
+		{"totals", testTotals},
+	}
+	for _, k := range storeKinds(t) {
+		t.Run(k.name, func(t *testing.T) {
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) { c.run(t, k.open(t)) })
+			}
+		})
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func tokensWindow(key string, limit int64, size time.Duration) Window {
+	return Window{Key: key, Limit: limit, Size: size, Unit: Tokens, Rule: "tokens"}
+}
+
+func reserve(t *testing.T, s Store, r *Reservation) *Decision {
+	t.Helper()
+	d, err := s.Reserve(ctxT(t), r)
+	if err != nil {
+		t.Fatalf("Reserve: %v", err)
+	}
+	if len(d.Windows) != len(r.Windows) {
+		t.Fatalf("Reserve returned %d window states for %d windows", len(d.Windows), len(r.Windows))
+	}
+	return d
+}
+
+func settle(t *testing.T, s Store, st *Settlement) {
+	t.Helper()
+	if err := s.Settle(ctxT(t), st); err != nil {
+		t.Fatalf("Settle: %v", err)
+	}
+}
+
+// remaining reads a window's remaining room with an admission of nothing.
+func remaining(t *testing.T, s Store, w Window) int64 {
+	t.Helper()
+	return reserve(t, s, &Reservation{ID: uniqueName("probe"), Windows: []Window{w}}).Windows[0].Remaining
+}
+
+func testAdmitsUpToLimit(t *testing.T, e *env) {
+	c := e.name("alice")
+	tokens := tokensWindow("rl:{c:"+c+"}:tokens:minute", 100, time.Minute)
+	reqs := Window{Key: "rl:{c:" + c + "}:requests:minute", Limit: 5, Size: time.Minute, Unit: Requests, Rule: "requests"}
+	r := &Reservation{Windows: []Window{tokens, reqs}, Input: 20, Output: 10}
+	for i, want := range []int64{70, 40, 10} {
+		r.ID = e.name("req")
+		d := reserve(t, e.s, r)
+		if !d.Allowed {
+			t.Fatalf("request %d refused: %+v", i, d)
+		}
+		if d.Windows[0].Remaining != want || d.Windows[1].Remaining != int64(4-i) {
+			t.Fatalf("request %d: remaining %d tokens, %d requests; want %d, %d", i, d.Windows[0].Remaining, d.Windows[1].Remaining, want, 4-i)
+		}
+		if d.Windows[0].Limit != 100 || d.Windows[0].Reset <= 0 || d.Windows[0].Reset > 61*time.Second {
+			t.Fatalf("request %d: window state %+v", i, d.Windows[0])
+		}
+		e.clock.Advance(time.Second)
+	}
+	r.ID = e.name("req")
+	d := reserve(t, e.s, r)
+	if d.Allowed || d.Refused != 0 || d.TooLarge {
+		t.Fatalf("request past the limit: %+v", d)
+	}
+	if d.RetryAfter <= 0 || d.RetryAfter > 61*time.Second {
+		t.Fatalf("RetryAfter %v not in (0, 61s]", d.RetryAfter)
+	}
+	if d.Windows[0].Remaining != 10 || d.Windows[1].Remaining != 2 {
+		t.Fatalf("refusal changed the windows: %+v", d.Windows)
+	}
+	big := reserve(t, e.s, &Reservation{ID: e.name("big"), Windows: []Window{tokens}, Input: 101})
+	if big.Allowed || !big.TooLarge || big.RetryAfter != 0 || big.Refused != 0 {
+		t.Fatalf("request larger than the limit: %+v", big)
+	}
+	fit := reserve(t, e.s, &Reservation{ID: e.name("fit"), Windows: []Window{tokens, reqs}, Input: 10})
+	if !fit.Allowed || fit.Windows[0].Remaining != 0 {
+		t.Fatalf("request filling the window exactly: %+v", fit)
+	}
+}
+
+func testRefusalChargesNothing(t *testing.T, e *env) {
+	c := e.name("bob")
+	own := tokensWindow("rl:{c:"+c+"}:minute", 100, time.Minute)
+	// A window shared by every consumer lives under another tag, so in a
+	// cluster it is charged by another script, often on another node.
+	shared := tokensWindow("rl:{g:"+c+"}:minute", 40, time.Minute)
+	bal := &Balance{Key: "quota:{c:" + c + "}:none", Allotment: 1000}
+	r := &Reservation{ID: e.name("r"), Windows: []Window{own, shared}, Balance: bal, Input: 30}
+	if d := reserve(t, e.s, r); !d.Allowed {
+		t.Fatalf("first request refused: %+v", d)
+	}
+	r.ID = e.name("r")
+	d := reserve(t, e.s, r)
+	if d.Allowed || d.Refused != 1 {
+		t.Fatalf("second request: %+v, want refused by window 1", d)
+	}
+	if got := remaining(t, e.s, own); got != 70 {
+		t.Fatalf("own window remaining %d after a refusal by the shared one, want 70", got)
+	}
+	if got, err := e.s.GetBalance(ctxT(t), bal); err != nil || got != 970 {
+		t.Fatalf("balance %d, %v after a refusal; want 970", got, err)
+	}
+	// A refusing balance gives back what the windows took.
+	if err := e.s.SetBalance(ctxT(t), bal, 0); err != nil {
+		t.Fatalf("SetBalance: %v", err)
+	}
+	r.ID, r.Input = e.name("r"), 5
+	d = reserve(t, e.s, r)
+	if d.Allowed || d.Refused != -1 || d.RetryAfter != 0 {
+		t.Fatalf("request on an empty balance: %+v", d)
+	}
+	if got := remaining(t, e.s, own); got != 70 {
+		t.Fatalf("own window remaining %d after a balance refusal, want 70", got)
+	}
+	if got := remaining(t, e.s, shared); got != 10 {
+		t.Fatalf("shared window remaining %d after a balance refusal, want 10", got)
+	}
+}
+
+func testSlidingBoundary(t *testing.T, e *env) {
+	w := tokensWindow("rl:{c:"+e.name("carol")+"}:minute", 100, time.Minute)
+	e.clock.Advance(59*time.Second + 900*time.Millisecond)
+	if d := reserve(t, e.s, &Reservation{ID: e.name("r"), Windows: []Window{w}, Input: 100}); !d.Allowed {
+		t.Fatalf("first burst refused: %+v", d)
+	}
+	// A fixed window would start afresh here and let another 100 through
+	// within 100 ms.
+	e.clock.Advance(100 * time.Millisecond)
+	d := reserve(t, e.s, &Reservation{ID: e.name("r"), Windows: []Window{w}, Input: 1})
+	if d.Allowed {
+		t.Fatalf("admitted across the minute edge: %+v", d)
+	}
+	// The burst sits in the bucket [59 s, 60 s), which leaves the window
+	// at 120 s.
+	if d.RetryAfter != 60*time.Second {
+		t.Fatalf("RetryAfter %v, want 60s", d.RetryAfter)
+	}
+	e.clock.Advance(d.RetryAfter - time.Microsecond)
+	if d := reserve(t, e.s, &Reservation{ID: e.name("r"), Windows: []Window{w}, Input: 1}); d.Allowed {
+		t.Fatalf("admitted 1µs before RetryAfter: %+v", d)
+	}
+	e.clock.Advance(time.Microsecond)
+	if d := reserve(t, e.s, &Reservation{ID: e.name("r"), Windows: []Window{w}, Input: 100}); !d.Allowed || d.Windows[0].Remaining != 0 {
+		t.Fatalf("refused at RetryAfter: %+v", d)
+	}
+}
+
+// testSlidingInvariants admits random requests at random times and checks
+// that no interval of a window's size ever holds more than its limit, and
+// that every refusal was needed (give or take the one bucket counted whole).
+func testSlidingInvariants(t *testing.T, e *env) {
+	for _, tc := range []struct {
+		size    time.Duration
+		maxGap  time.Duration
+		limit   int64
+		maxSize int64
+	}{
+		{time.Second, 150 * time.Millisecond, 50, 12},
+		{time.Minute, 9 * time.Second, 200, 40},
+	} {
+		t.Run(tc.size.String(), func(t *testing.T) {
+			w := tokensWindow("rl:{c:"+e.name("dan")+"}:"+tc.size.String(), tc.limit, tc.size)
+			_, width := bucketing(tc.size)
+			rng := rand.New(rand.NewSource(int64(tc.size)))
+			type event struct {
+				at     time.Time
+				amount int64
+			}
+			var admitted []event
+			refusals := 0
+			for range 600 {
+				e.clock.Advance(time.Duration(rng.Int63n(int64(tc.maxGap))))
+				amt := 1 + rng.Int63n(tc.maxSize)
+				now := e.clock.Now()
+				d := reserve(t, e.s, &Reservation{ID: e.name("r"), Windows: []Window{w}, Input: amt})
+				if d.Allowed {
+					admitted = append(admitted, event{now, amt})
+					continue
+				}
+				refusals++
+				// Everything admitted in (now − size − width, now] plus this
+				// request must exceed the limit.
+				sum := amt
+				for _, ev := range admitted {
+					if ev.at.After(now.Add(-tc.size - time.Duration(width)*time.Microsecond)) {
+						sum += ev.amount
+					}
+				}
+				if sum <= tc.limit {
+					t.Fatalf("refused %d at %v with only %d in the last window+bucket (limit %d)", amt, now, sum-amt, tc.limit)
+				}
+			}
+			for i, a := range admitted {
+				sum := int64(0)
+				for _, b := range admitted[i:] {
+					if b.at.Sub(a.at) <= tc.size {
+						sum += b.amount
+					}
+				}
+				if sum > tc.limit {
+					t.Fatalf("%d admitted in [%v, %v + %v], limit %d", sum, a.at, a.at, tc.size, tc.limit)
+				}
+			}
+			if refusals == 0 || len(admitted) < 100 {
+				t.Fatalf("load did not exercise the window: %d admitted, %d refused", len(admitted), refusals)
+			}
+		})
+	}
+}
+
+func testSettleCorrects(t *testing.T, e *env) {
+	c := e.name("erin")
+	w := tokensWindow("rl:{c:"+c+"}:minute", 1000, time.Minute)
+	bal := &Balance{Key: "quota:{c:" + c + "}:month", Allotment: 10000, TTL: time.Hour}
+	for _, tc := range []struct {
+		name          string
+		reserveOut    int64
+		actualOut     int64
+		wantRemaining int64
+		wantBalance   int64
+	}{
+		{"less than reserved", 500, 50, 850, 9850},
+		{"more than reserved", 100, 300, 450, 9450},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Reservation{ID: e.name("r"), Windows: []Window{w}, Balance: bal, Input: 100, Output: tc.reserveOut}
+			d := reserve(t, e.s, r)
+			if !d.Allowed {
+				t.Fatalf("refused: %+v", d)
+			}
+			e.clock.Advance(3 * time.Second)
+			settle(t, e.s, &Settlement{ID: r.ID, Consumer: c, Model: "m", Day: "2026-05-01", Reservation: r, Hold: d.Hold,
+				Usage: usage.Usage{Input: 100, Output: tc.actualOut}})
+			if got := remaining(t, e.s, w); got != tc.wantRemaining {
+				t.Fatalf("window remaining %d, want %d", got, tc.wantRemaining)
+			}
+			if got, err := e.s.GetBalance(ctxT(t), bal); err != nil || got != tc.wantBalance {
+				t.Fatalf("balance %d, %v; want %d", got, err, tc.wantBalance)
+			}
+		})
+	}
+}
+
+func testLateSettle(t *testing.T, e *env) {
+	c := e.name("fay")
+	w := tokensWindow("rl:{c:"+c+"}:minute", 1000, time.Minute)
+	r1 := &Reservation{ID: e.name("r"), Windows: []Window{w}, Input: 100, Output: 100}
+	d1 := reserve(t, e.s, r1)
+	r2 := &Reservation{ID: e.name("r"), Windows: []Window{w}, Input: 100, Output: 100}
+	d2 := reserve(t, e.s, r2)
+	if !d1.Allowed || !d2.Allowed {
+		t.Fatalf("refused: %+v %+v", d1, d2)
+	}
+	// Both reservations have left the window when they settle.
+	e.clock.Advance(2 * time.Minute)
+	settle(t, e.s, &Settlement{ID: r1.ID, Consumer: c, Day: "2026-05-01", Reservation: r1, Hold: d1.Hold, Usage: usage.Usage{Input: 100, Output: 400}})
+	if got := remaining(t, e.s, w); got != 700 {
+		t.Fatalf("late excess: remaining %d, want 700 (the excess of 300 counts now)", got)
+	}
+	settle(t, e.s, &Settlement{ID: r2.ID, Consumer: c, Day: "2026-05-01", Reservation: r2, Hold: d2.Hold, Usage: usage.Usage{Input: 10, Output: 10}})
+	if got := remaining(t, e.s, w); got != 700 {
+		t.Fatalf("late refund: remaining %d, want 700 (a refund of a bucket that has left changes nothing)", got)
+	}
+}
+
+func testIdempotentSettle(t *testing.T, e *env) {
+	c := e.name("gus")
+	w := tokensWindow("rl:{c:"+c+"}:minute", 1000, time.Minute)
+	shared := tokensWindow("rl:{g:"+c+"}:minute", 1000, time.Minute)
+	bal := &Balance{Key: "quota:{c:" + c + "}:none", Allotment: 500}
+	r := &Reservation{ID: e.name("r"), Windows: []Window{w, shared}, Balance: bal, Input: 10, Output: 90}
+	d := reserve(t, e.s, r)
+	if !d.Allowed {
+		t.Fatalf("refused: %+v", d)
+	}
+	s := &Settlement{ID: r.ID, Consumer: c, Model: "m", Day: "2026-05-01", Reservation: r, Hold: d.Hold, Usage: usage.Usage{Input: 10, Output: 190}}
+	for range 3 {
+		settle(t, e.s, s)
+	}
+	noRes := &Settlement{ID: e.name("unreserved"), Consumer: c, Model: "m", Day: "2026-05-01", Usage: usage.Usage{Input: 1, Output: 2}}
+	for range 2 {
+		settle(t, e.s, noRes)
+	}
+	if got := remaining(t, e.s, w); got != 800 {
+		t.Fatalf("own window remaining %d, want 800", got)
+	}
+	if got := remaining(t, e.s, shared); got != 800 {
+		t.Fatalf("shared window remaining %d, want 800", got)
+	}
+	if got, _ := e.s.GetBalance(ctxT(t), bal); got != 300 {
+		t.Fatalf("balance %d, want 300", got)
+	}
+	tot, err := e.s.Totals(ctxT(t), TotalsQuery{Consumer: c, From: "2026-05-01", To: "2026-05-01"})
+	if err != nil {
+		t.Fatalf("Totals: %v", err)
+	}
+	want := []DayTotals{{Day: "2026-05-01", Model: "m", Requests: 2, Input: 11, Output: 192, Total: 203}}
+	if fmt.Sprint(tot) != fmt.Sprint(want) {
+		t.Fatalf("totals %+v, want %+v", tot, want)
+	}
+}
+
+func testPartialBalance(t *testing.T, e *env) {
+	c := e.name("hal")
+	bal := &Balance{Key: "quota:{c:" + c + "}:month", Allotment: 100, TTL: time.Hour, Weights: Weights{Input: 1, Output: 2}}
+	r := &Reservation{ID: e.name("r"), Balance: bal, Input: 40, Output: 50}
+	d := reserve(t, e.s, r)
+	if !d.Allowed || d.Hold.Balance != 100 || d.Balance != 0 {
+		t.Fatalf("partial reservation: %+v, want admitted holding the 100 left", d)
+	}
+	if d := reserve(t, e.s, &Reservation{ID: e.name("r"), Balance: bal, Input: 1}); d.Allowed || d.Refused != -1 {
+		t.Fatalf("request on an exhausted balance: %+v", d)
+	}
+	settle(t, e.s, &Settlement{ID: r.ID, Consumer: c, Day: "2026-05-01", Reservation: r, Hold: d.Hold, Usage: usage.Usage{Input: 40, Output: 40}})
+	// 40 + 2·40 = 120 charged against 100 reserved: the partially reserved
+	// request overshoots by its own excess, and only it.
+	if got, _ := e.s.GetBalance(ctxT(t), bal); got != -20 {
+		t.Fatalf("balance after settling the partial reservation %d, want -20", got)
+	}
+	if got, err := e.s.AddBalance(ctxT(t), bal, 50); err != nil || got != 30 {
+		t.Fatalf("AddBalance = %d, %v; want 30", got, err)
+	}
+	if d := reserve(t, e.s, &Reservation{ID: e.name("r"), Balance: bal, Input: 31}); d.Allowed {
+		t.Fatalf("admitted a prompt costing more than the balance: %+v", d)
+	}
+	if d := reserve(t, e.s, &Reservation{ID: e.name("r"), Balance: bal, Input: 30, Output: 100}); !d.Allowed || d.Hold.Balance != 30 {
+		t.Fatalf("prompt costing exactly the balance: %+v", d)
+	}
+}
+
+func testBalanceAllotment(t *testing.T, e *env) {
+	c := e.name("ida")
+	bal := &Balance{Key: "quota:{c:" + c + "}:2026-05", Allotment: 5000, TTL: 40 * 24 * time.Hour}
+	if got, err := e.s.GetBalance(ctxT(t), bal); err != nil || got != 5000 {
+		t.Fatalf("untouched balance = %d, %v; want the allotment", got, err)
+	}
+	if ttl := e.ttl(t, bal.Key); ttl != 0 {
+		t.Fatalf("reading a balance created it (ttl %v)", ttl)
+	}
+	d := reserve(t, e.s, &Reservation{ID: e.name("r"), Balance: bal, Input: 100, Output: 100})
+	if !d.Allowed || d.Balance != 4800 {
+		t.Fatalf("first reservation: %+v", d)
+	}
+	ttl := e.ttl(t, bal.Key)
+	if ttl <= bal.TTL-time.Minute || ttl > bal.TTL {
+		t.Fatalf("balance ttl %v, want about %v", ttl, bal.TTL)
+	}
+	e.clock.Advance(time.Hour)
+	reserve(t, e.s, &Reservation{ID: e.name("r"), Balance: bal, Input: 100})
+	if err := e.s.SetBalance(ctxT(t), bal, 7000); err != nil {
+		t.Fatalf("SetBalance: %v", err)
+	}
+	if got := e.ttl(t, bal.Key); got > ttl {
+		t.Fatalf("ttl grew from %v to %v: the period must not be extended", ttl, got)
+	}
+	if got, _ := e.s.GetBalance(ctxT(t), bal); got != 7000 {
+		t.Fatalf("balance after SetBalance = %d", got)
+	}
+	fresh := &Balance{Key: "quota:{c:" + c + "}:2026-06", Allotment: 5000, TTL: time.Hour}
+	if got, err := e.s.AddBalance(ctxT(t), fresh, 10); err != nil || got != 5010 {
+		t.Fatalf("AddBalance on a new period = %d, %v; want allotment + 10", got, err)
+	}
+	if ttl := e.ttl(t, fresh.Key); ttl <= 0 || ttl > time.Hour {
+		t.Fatalf("new period's ttl %v", ttl)
+	}
+}
+
+func testTotals(t *testing.T, e *env) {
+	c, other := e.name("jo"), e.name("kim")
+	add := func(consumer, day, model string, u usage.Usage) {
+		settle(t, e.s, &Settlement{ID: e.name("s"), Consumer: consumer, Model: model, Day: day, Usage: u})
+	}
+	add(c, "2026-05-01", "gpt-4o", usage.Usage{Input: 100, Output: 10, CachedInput: 40})
+	add(c, "2026-05-01", "gpt-4o", usage.Usage{Input: 50, Output: 20, Reasoning: 5, Estimated: true})
+	add(c, "2026-05-01", "claude:sonnet", usage.Usage{Input: 7, Output: 3, CacheCreation: 2})
+	add(c, "2026-05-03", "gpt-4o", usage.Usage{Input: 1, Output: 1})
+	add(other, "2026-05-01", "gpt-4o", usage.Usage{Input: 999, Output: 999})
+	tot, err := e.s.Totals(ctxT(t), TotalsQuery{Consumer: c, From: "2026-04-30", To: "2026-05-03"})
+	if err != nil {
+		t.Fatalf("Totals: %v", err)
+	}
+	want := []DayTotals{
+		{Day: "2026-05-01", Model: "claude:sonnet", Requests: 1, Input: 7, Output: 3, CacheCreation: 2, Total: 10},
+		{Day: "2026-05-01", Model: "gpt-4o", Requests: 2, Input: 150, Output: 30, CachedInput: 40, Reasoning: 5, Total: 180, Estimated: 1},
+		{Day: "2026-05-03", Model: "gpt-4o", Requests: 1, Input: 1, Output: 1, Total: 2},
+	}
+	if fmt.Sprint(tot) != fmt.Sprint(want) {
+		t.Fatalf("totals\n%+v\nwant\n%+v", tot, want)
+	}
+	tot, err = e.s.Totals(ctxT(t), TotalsQuery{Consumer: c, Model: "gpt-4o", From: "2026-05-02", To: "2026-05-03"})
+	if err != nil || fmt.Sprint(tot) != fmt.Sprint(want[2:]) {
+		t.Fatalf("totals of one model and range = %+v, %v; want %+v", tot, err, want[2:])
+	}
+	if _, err := e.s.Totals(ctxT(t), TotalsQuery{Consumer: c, From: "2026-05-03", To: "2026-05-01"}); err == nil {
+		t.Fatalf("Totals accepted a reversed range")
+	}
+}

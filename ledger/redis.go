@@ -1,0 +1,492 @@
+package ledger
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate-ai/tollgate/processor/usage"
+)
+
+var (
+	//go:embed reserve.lua
+	reserveLua    string
+	reserveScript = redis.NewScript(reserveLua)
+	//go:embed settle.lua
+	settleLua    string
+	settleScript = redis.NewScript(settleLua)
+	//go:embed balance.lua
+	balanceLua    string
+	balanceScript = redis.NewScript(balanceLua)
+)
+
+// RedisOptions configure a [Redis] store.
+type RedisOptions struct {
+	// Client is the connection to Redis: a single node, Sentinel or Cluster.
+	// The store does not close it.
+	Client redis.UniversalClient
+	// KeyPrefix is prepended to every key, outside its hash tag.
+	KeyPrefix string
+	// UsageTTL is how long daily usage totals are kept after their last
+	// update; 90 days when 0.
+	UsageTTL time.Duration
+}
+
+// Redis is a [Store] in Redis, shared by every replica. Each Reserve and
+// Settle is one pipeline of one Lua script per hash tag group of the keys
+// it touches: one round trip, atomic per group.
+type Redis struct {
+	client   redis.UniversalClient
+	prefix   string
+	usageTTL time.Duration
+	// clock, when set, replaces the server's TIME in the scripts. Only the
+	// package's tests set it, to drive the windows with a fake clock.
+	clock func() time.Time
+}
+
+var _ Store = (*Redis)(nil)
+
+// NewRedis returns a store using o.Client.
+func NewRedis(o RedisOptions) (*Redis, error) {
+	if o.Client == nil {
+		return nil, fmt.Errorf("%w: redis store without client", ErrInvalid)
+	}
+	if strings.ContainsAny(o.KeyPrefix, "{}") {
+		return nil, fmt.Errorf("%w: key prefix %q contains a hash tag brace", ErrInvalid, o.KeyPrefix)
+	}
+	if o.UsageTTL <= 0 {
+		o.UsageTTL = defaultUsageTTL
+	}
+	return &Redis{client: o.Client, prefix: o.KeyPrefix, usageTTL: o.UsageTTL}, nil
+}
+
+// LoadScripts loads the store's scripts into every node's script cache, so
+// that the first requests already run by EVALSHA in one round trip.
+func (r *Redis) LoadScripts(ctx context.Context) error {
+	load := func(ctx context.Context, c *redis.Client) error {
+		for _, s := range []*redis.Script{reserveScript, settleScript, balanceScript} {
+			if err := s.Load(ctx, c).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var err error
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		err = cc.ForEachShard(ctx, load)
+	} else if c, ok := r.client.(*redis.Client); ok {
+		err = load(ctx, c)
+	} else {
+		for _, s := range []*redis.Script{reserveScript, settleScript, balanceScript} {
+			if err = s.Load(ctx, r.client).Err(); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return unavailable("cannot load ledger scripts", err)
+	}
+	return nil
+}
+
+func unavailable(msg string, err error) error {
+	return fmt.Errorf("%s: %w: %w", msg, ErrUnavailable, err)
+}
+
+func (r *Redis) nowArg() string {
+	if r.clock == nil {
+		return ""
+	}
+	return strconv.FormatInt(r.clock().UnixMicro(), 10)
+}
+
+// key returns the Redis key of a ledger key: the prefix outside the hash
+// tag, and the whole key made the tag when it has none, so that every key
+// has a tag to group it by.
+func (r *Redis) key(k string) string {
+	if tagOf(k) == "" {
+		return r.prefix + "{" + k + "}"
+	}
+	return r.prefix + k
+}
+
+// tagOf returns the hash tag of key as Redis Cluster finds it: what lies
+// between the first '{' and the next '}', when that is not empty.
+func tagOf(key string) string {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return ""
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	if end <= 0 {
+		return ""
+	}
+	return key[open+1 : open+1+end]
+}
+
+func consumerTag(consumer string) string { return "c:" + consumer }
+
+func (r *Redis) markerKey(tag, id string) string {
+	return r.prefix + "settled:{" + tag + "}:" + id
+}
+
+func (r *Redis) usageKey(consumer, day string) string {
+	return r.prefix + "usage:{" + consumerTag(consumer) + "}:" + day
+}
+
+// group is the part of one request that one script handles: the keys
+// sharing a hash tag.
+type group struct {
+	tag     string
+	windows []int
+	balance bool
+	usage   bool
+}
+
+// groups splits the windows and the balance of res by hash tag; with
+// consumer set, the consumer's group (holding usage totals and markers) is
+// included even when no window or balance is in it.
+func (r *Redis) groups(res *Reservation, consumer string) []group {
+	var gs []group
+	find := func(tag string) *group {
+		for i := range gs {
+			if gs[i].tag == tag {
+				return &gs[i]
+			}
+		}
+		gs = append(gs, group{tag: tag})
+		return &gs[len(gs)-1]
+	}
+	if consumer != "" {
+		find(consumerTag(consumer)).usage = true
+	}
+	if res != nil {
+		for i := range res.Windows {
+			g := find(tagOf(r.key(res.Windows[i].Key)))
+			g.windows = append(g.windows, i)
+		}
+		if res.Balance != nil {
+			find(tagOf(r.key(res.Balance.Key))).balance = true
+		}
+	}
+	return gs
+}
+
+// Reserve implements [Store].
+func (r *Redis) Reserve(ctx context.Context, res *Reservation) (*Decision, error) {
+	if err := validateReservation(res); err != nil {
+		return nil, err
+	}
+	gs := r.groups(res, "")
+	d := &Decision{Windows: make([]WindowState, len(res.Windows)), Refused: -1}
+	if len(gs) == 0 {
+		d.Allowed = true
+		return d, nil
+	}
+	now := r.nowArg()
+	calls := make([]scriptCall, len(gs))
+	for gi, g := range gs {
+		c := &calls[gi]
+		c.script = reserveScript
+		c.keys = make([]string, 0, len(g.windows)+1)
+		c.args = make([]any, 0, 3+4*len(g.windows)+4)
+		c.args = append(c.args, now, len(g.windows), boolArg(g.balance))
+		for _, i := range g.windows {
+			w := &res.Windows[i]
+			n, width := bucketing(w.Size)
+			c.keys = append(c.keys, r.key(w.Key))
+			c.args = append(c.args, w.Limit, n, width, w.Amount(res.Input, res.Output))
+		}
+		if g.balance {
+			b := res.Balance
+			full, input := balanceCosts(res)
+			c.keys = append(c.keys, r.key(b.Key))
+			c.args = append(c.args, b.Allotment, ceilMillis(b.TTL), full, input)
+		}
+	}
+	replies, err := r.run(ctx, calls)
+	if err != nil {
+		// Groups that did admit hold charges nobody will settle.
+		r.releaseAdmitted(res, gs, replies)
+		return nil, unavailable("cannot reserve", err)
+	}
+	out := make([]windowOutcome, len(res.Windows))
+	balanceRefused := false
+	admitted := make([]bool, len(gs))
+	if len(gs) > 1 {
+		d.Hold.WindowAt = make([]int64, len(res.Windows))
+	}
+	for gi, g := range gs {
+		rep, err := parseReserve(replies[gi], len(g.windows))
+		if err != nil {
+			r.releaseAdmitted(res, gs, replies)
+			return nil, unavailable("cannot reserve", err)
+		}
+		admitted[gi] = rep.allowed
+		if gi == 0 {
+			d.Hold.At = rep.now
+		}
+		for k, i := range g.windows {
+			d.Windows[i] = WindowState{Limit: res.Windows[i].Limit, Remaining: rep.windows[k].remaining, Reset: micros(rep.windows[k].reset)}
+			out[i] = rep.windows[k].outcome
+			if d.Hold.WindowAt != nil {
+				d.Hold.WindowAt[i] = rep.now
+			}
+		}
+		if g.balance {
+			d.Balance = rep.balance
+			d.Hold.Balance = rep.reserved
+			balanceRefused = rep.balanceRefused
+		}
+	}
+	d.decide(balanceRefused, out)
+	if !d.Allowed {
+		// Another group refused: give back what the admitting ones took,
+		// and report the state without them.
+		r.release(ctx, res, gs, admitted, d)
+		d.Hold = Hold{}
+	}
+	return d, nil
+}
+
+func boolArg(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func ceilMillis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+func micros(us int64) time.Duration { return time.Duration(us) * time.Microsecond }
+
+// releaseAdmitted releases the groups whose reply says they admitted, after
+// a failure of another group.
+func (r *Redis) releaseAdmitted(res *Reservation, gs []group, replies []any) {
+	admitted := make([]bool, len(gs))
+	some := false
+	var d Decision
+	d.Hold.WindowAt = make([]int64, len(res.Windows))
+	for gi, g := range gs {
+		if gi >= len(replies) {
+			break
+		}
+		rep, err := parseReserve(replies[gi], len(g.windows))
+		if err != nil || !rep.allowed {
+			continue
+		}
+		admitted[gi], some = true, true
+		for _, i := range g.windows {
+			d.Hold.WindowAt[i] = rep.now
+		}
+		if g.balance {
+			d.Hold.Balance = rep.reserved
+		}
+	}
+	if some {
+		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+		defer cancel()
+		r.release(ctx, res, gs, admitted, &d)
+	}
+}
+
+// releaseTimeout bounds the second round trip that undoes a partial
+// admission.
+const releaseTimeout = time.Second
+
+// release undoes the charges of the admitted groups. It is best effort: a
+// failed release leaves the windows over-counted until they slide, which
+// refuses too much but never lets too much through.
+func (r *Redis) release(ctx context.Context, res *Reservation, gs []group, admitted []bool, d *Decision) {
+	var calls []scriptCall
+	now := r.nowArg()
+	for gi, g := range gs {
+		if !admitted[gi] {
+			continue
+		}
+		c := r.settleCall(res, g, "", &d.Hold, usageOf(0, 0), 0, now, "")
+		calls = append(calls, c)
+		for _, i := range g.windows {
+			w := &res.Windows[i]
+			d.Windows[i].Remaining = min(w.Limit, d.Windows[i].Remaining+w.Amount(res.Input, res.Output))
+		}
+		if g.balance {
+			d.Balance += d.Hold.Balance
+		}
+	}
+	if len(calls) == 0 {
+		return
+	}
+	_, _ = r.run(ctx, calls)
+}
+
+// Settle implements [Store].
+func (r *Redis) Settle(ctx context.Context, s *Settlement) error {
+	if err := validateSettlement(s); err != nil {
+		return err
+	}
+	res := s.Reservation
+	if s.Hold.Local {
+		res = nil
+	}
+	gs := r.groups(res, s.Consumer)
+	now := r.nowArg()
+	calls := make([]scriptCall, len(gs))
+	for gi, g := range gs {
+		calls[gi] = r.settleCall(res, g, s.ID, &s.Hold, s.Usage, 1, now, s.Model)
+		if g.usage {
+			c := &calls[gi]
+			c.keys = append(c.keys, r.usageKey(s.Consumer, s.Day))
+		}
+	}
+	replies, err := r.run(ctx, calls)
+	if err != nil {
+		return unavailable("cannot settle "+s.ID, err)
+	}
+	for gi := range replies {
+		if _, err := parseInt(replies[gi]); err != nil {
+			return unavailable("cannot settle "+s.ID, err)
+		}
+	}
+	return nil
+}
+
+// settleCall builds the settle script call of group g. With sign 0 it
+// releases the reservation (actual usage zero, no marker, no totals);
+// with sign 1 it settles u under the marker of id.
+func (r *Redis) settleCall(res *Reservation, g group, id string, h *Hold, u usage.Usage, sign int, now, model string) scriptCall {
+	c := scriptCall{script: settleScript}
+	hasMarker := sign == 1
+	hasUsage := sign == 1 && g.usage
+	nw := len(g.windows)
+	c.keys = make([]string, 0, nw+3)
+	c.args = make([]any, 0, 6+4*nw+1+2+2*len(metricNames))
+	if hasMarker {
+		c.keys = append(c.keys, r.markerKey(g.tag, id))
+	}
+	c.args = append(c.args, now, nw, boolArg(hasMarker), boolArg(g.balance), boolArg(hasUsage), markerTTL.Milliseconds())
+	for _, i := range g.windows {
+		w := &res.Windows[i]
+		n, width := bucketing(w.Size)
+		delta := -w.Amount(res.Input, res.Output)
+		if sign == 1 {
+			delta += w.Amount(u.Input, u.Output)
+		}
+		c.keys = append(c.keys, r.key(w.Key))
+		c.args = append(c.args, n, width, h.windowAt(i), delta)
+	}
+	if g.balance {
+		delta := h.Balance
+		if sign == 1 {
+			delta -= res.Balance.Weights.Cost(u)
+		}
+		c.keys = append(c.keys, r.key(res.Balance.Key))
+		c.args = append(c.args, delta)
+	}
+	if hasUsage {
+		vals := usageFields(u)
+		count := 0
+		for _, v := range vals {
+			if v != 0 {
+				count++
+			}
+		}
+		c.args = append(c.args, ceilMillis(r.usageTTL), count)
+		for i, v := range vals {
+			if v != 0 {
+				c.args = append(c.args, metricNames[i]+":"+model, v)
+			}
+		}
+	}
+	return c
+}
+
+// GetBalance implements [Store].
+func (r *Redis) GetBalance(ctx context.Context, b *Balance) (int64, error) {
+	v, err := r.client.Get(ctx, r.key(b.Key)).Result()
+	if errors.Is(err, redis.Nil) {
+		return b.Allotment, nil
+	}
+	if err != nil {
+		return 0, unavailable("cannot read balance", err)
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("balance %s holds %q: %w", b.Key, v, ErrUnavailable)
+	}
+	return n, nil
+}
+
+// SetBalance implements [Store].
+func (r *Redis) SetBalance(ctx context.Context, b *Balance, v int64) error {
+	_, err := r.balanceOp(ctx, b, "set", v)
+	return err
+}
+
+// AddBalance implements [Store].
+func (r *Redis) AddBalance(ctx context.Context, b *Balance, delta int64) (int64, error) {
+	return r.balanceOp(ctx, b, "add", delta)
+}
+
+func (r *Redis) balanceOp(ctx context.Context, b *Balance, op string, v int64) (int64, error) {
+	reply, err := r.run(ctx, []scriptCall{{
+		script: balanceScript,
+		keys:   []string{r.key(b.Key)},
+		args:   []any{op, v, b.Allotment, ceilMillis(b.TTL)},
+	}})
+	if err != nil {
+		return 0, unavailable("cannot update balance", err)
+	}
+	n, err := parseInt(reply[0])
+	if err != nil {
+		return 0, unavailable("cannot update balance", err)
+	}
+	return n, nil
+}
+
+// Totals implements [Store].
+func (r *Redis) Totals(ctx context.Context, q TotalsQuery) ([]DayTotals, error) {
+	days, err := queryDays(q)
+	if err != nil {
+		return nil, err
+	}
+	pipe := r.client.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(days))
+	for i, d := range days {
+		cmds[i] = pipe.HGetAll(ctx, r.usageKey(q.Consumer, d))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, unavailable("cannot read usage totals", err)
+	}
+	var res []DayTotals
+	for i, cmd := range cmds {
+		t, err := parseTotals(days[i], cmd.Val(), q.Model)
+		if err != nil {
+			return nil, unavailable("cannot read usage totals", err)
+		}
+		res = append(res, t...)
+	}
+	return res, nil
+}
+
+// Ping implements [Store].
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return unavailable("cannot reach redis", err)
+	}
+	return nil
+}
+
+// Close implements [Store]. The client belongs to whoever made it.
+func (r *Redis) Close() error { return nil }
