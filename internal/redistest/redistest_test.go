@@ -89,3 +89,30 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("cluster has %d masters, want 3", n)
 	}
 }
+
+func TestCounter(t *testing.T) {
+	s := Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	defer c.Close()
+	var n Counter
+	c.AddHook(&n)
+	if err := c.Set(ctx, "a", 1, 0).Err(); err != nil {
+		t.Fatalf("SET: %v", err)
+	}
+	pipe := c.Pipeline()
+	for range 5 {
+		pipe.Incr(ctx, "a")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatalf("pipeline: %v", err)
+	}
+	if got := n.RoundTrips(); got != 2 {
+		t.Fatalf("counted %d round trips for a command and a 5-command pipeline, want 2", got)
+	}
+	n.Reset()
+	if got := n.RoundTrips(); got != 0 {
+		t.Fatalf("Reset left %d", got)
+	}
+}
