@@ -167,8 +167,9 @@ func (r *Rules) Empty() bool { return r == nil || len(r.rules) == 0 }
 // request_ratelimit, each as written); within a rule the global threshold
 // comes first, then the matched key's windows from the shortest.
 //
-// Keys that do not depend on the request are built at Compile time; a
-// per-value key costs one allocation for all its windows.
+// Keys that do not depend on the request are built at Compile time; the
+// keys of per-value counters all share one string, so a call allocates at
+// most once besides growing dst.
 func (r *Rules) Match(req *Request, dst []ledger.Window) []ledger.Window {
 	if r == nil {
 		return dst
@@ -183,14 +184,88 @@ func (r *Rules) Match(req *Request, dst []ledger.Window) []ledger.Window {
 		if !ok {
 			continue
 		}
-		lk := &it.keys[k]
-		if lk.fixed != nil {
-			dst = append(dst, lk.fixed...)
-			continue
+		if it.keys[k].fixed == nil {
+			return r.matchPerValue(req, dst, i, it, &it.keys[k], &v)
 		}
-		dst = it.emit(ru.name, lk, &v, dst)
+		dst = append(dst, it.keys[k].fixed...)
 	}
 	return dst
+}
+
+// matchPerValue goes on with Match from rule i, whose matched key lk counts
+// per value. It stays out of Match so that requests matching only
+// precomputed keys do not pay for its buffers.
+//
+// Per-value windows are appended with an empty Key while their tags are
+// gathered back to back in tags; fillKeys then writes every key into one
+// string. The buffers start on this frame's stack, which is why they are
+// passed around by value rather than held in a struct.
+func (r *Rules) matchPerValue(req *Request, dst []ledger.Window, i int, it *item, lk *limitKey, v *value) []ledger.Window {
+	var pendBuf [16]pending
+	var tagBuf [1024]byte
+	pend, tags := pendBuf[:0], tagBuf[:0]
+	dst, pend, tags = addPending(dst, pend, tags, r.rules[i].name, it, lk, v)
+	for i++; i < len(r.rules); i++ {
+		ru := &r.rules[i]
+		if !ru.scope.matches(req) {
+			continue
+		}
+		dst = append(dst, ru.global...)
+		it, k, v, ok := ru.find(req)
+		if !ok {
+			continue
+		}
+		if it.keys[k].fixed == nil {
+			dst, pend, tags = addPending(dst, pend, tags, ru.name, it, &it.keys[k], &v)
+			continue
+		}
+		dst = append(dst, it.keys[k].fixed...)
+	}
+	fillKeys(dst, pend, tags)
+	return dst
+}
+
+// pending is a per-value key whose windows wait for their Key.
+type pending struct {
+	at               int // index in dst of the first window
+	lk               *limitKey
+	tagStart, tagEnd int // the tag in the gathered tags
+}
+
+func addPending(dst []ledger.Window, pend []pending, tags []byte, rule string, it *item, lk *limitKey, v *value) ([]ledger.Window, []pending, []byte) {
+	start := len(tags)
+	tags = it.appendTag(tags, rule, v)
+	pend = append(pend, pending{at: len(dst), lk: lk, tagStart: start, tagEnd: len(tags)})
+	for j := range lk.specs {
+		dst = append(dst, lk.specs[j].window("", rule))
+	}
+	return dst, pend, tags
+}
+
+func fillKeys(dst []ledger.Window, pend []pending, tags []byte) {
+	n := 0
+	for _, p := range pend {
+		for j := range p.lk.specs {
+			n += len(keyPrefix) + p.tagEnd - p.tagStart + len(p.lk.specs[j].tail)
+		}
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for _, p := range pend {
+		for j := range p.lk.specs {
+			sb.WriteString(keyPrefix)
+			sb.Write(tags[p.tagStart:p.tagEnd])
+			sb.WriteString(p.lk.specs[j].tail)
+		}
+	}
+	all := sb.String()
+	for _, p := range pend {
+		for j := range p.lk.specs {
+			l := len(keyPrefix) + p.tagEnd - p.tagStart + len(p.lk.specs[j].tail)
+			dst[p.at+j].Key = all[:l]
+			all = all[l:]
+		}
+	}
 }
 
 // NeedsTokens reports whether any token window applies to req. When none
@@ -328,37 +403,15 @@ func parseForwarded(h string) netip.Addr {
 	return netip.Addr{}
 }
 
-// emit appends the windows of lk counting value v. All their keys share one
-// backing string, so the whole key costs one allocation.
-func (it *item) emit(ruleName string, lk *limitKey, v *value, dst []ledger.Window) []ledger.Window {
-	var tagBuf [128]byte
-	tag := tagBuf[:0]
+// appendTag appends the tag (without braces) of the counter of value v.
+func (it *item) appendTag(dst []byte, ruleName string, v *value) []byte {
 	switch it.kind {
 	case kindConsumer:
-		tag = appendConsumerTag(tag, v.s)
+		return appendConsumerTag(dst, v.s)
 	case kindIP:
 		var ipBuf [64]byte
-		tag = appendRuleTag(tag, ruleName, modeValue, it.source, v.ip.AppendTo(ipBuf[:0]))
+		return appendRuleTag(dst, ruleName, modeValue, it.source, v.ip.AppendTo(ipBuf[:0]))
 	default:
-		tag = appendRuleTag(tag, ruleName, modeValue, it.source, v.s)
+		return appendRuleTag(dst, ruleName, modeValue, it.source, v.s)
 	}
-	n := 0
-	for i := range lk.specs {
-		n += len(keyPrefix) + len(tag) + len(lk.specs[i].tail)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for i := range lk.specs {
-		b.WriteString(keyPrefix)
-		b.Write(tag)
-		b.WriteString(lk.specs[i].tail)
-	}
-	all := b.String()
-	for i := range lk.specs {
-		ws := &lk.specs[i]
-		l := len(keyPrefix) + len(tag) + len(ws.tail)
-		dst = append(dst, ws.window(all[:l], ruleName))
-		all = all[l:]
-	}
-	return dst
 }
