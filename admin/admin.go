@@ -1,0 +1,119 @@
+// Package admin serves tollgate's admin HTTP port: liveness and readiness
+// probes, Prometheus metrics, and the operator API behind a bearer token.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tollgate-ai/tollgate/consumer"
+)
+
+// Config is the admin section of tollgate's config.
+type Config struct {
+	// Token is the bearer token of the admin API: "sha256:<hex>",
+	// "env:VAR" or plain (hashed at load). Without it the API answers 403.
+	Token string `yaml:"token"`
+}
+
+// Validate checks c, naming the field path of each problem.
+func (c *Config) Validate(path string, getenv func(string) string) error {
+	if c.Token == "" {
+		return nil
+	}
+	if _, err := consumer.ParseSecret(c.Token, getenv); err != nil {
+		return fmt.Errorf("%s.token: %w", path, err)
+	}
+	return nil
+}
+
+// Options build the admin handler.
+type Options struct {
+	Config Config
+	// Getenv reads the token's environment variable; default os.Getenv.
+	Getenv func(string) string
+	// Ready reports whether the store answers; /readyz fails until it does.
+	Ready func(context.Context) error
+	// Metrics, when set, serves /metrics.
+	Metrics http.Handler
+	// API serves the operator endpoints (/v1/...), behind the token.
+	API http.Handler
+}
+
+// New returns the admin handler.
+func New(o Options) (http.Handler, error) {
+	var token *consumer.Hash
+	if o.Config.Token != "" {
+		h, err := consumer.ParseSecret(o.Config.Token, o.Getenv)
+		if err != nil {
+			return nil, fmt.Errorf("admin.token: %w", err)
+		}
+		token = &h
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain")
+		if o.Ready != nil {
+			if err := o.Ready(ctx); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintf(w, "store not ready: %v\n", err)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", o.Metrics)
+	}
+	if o.API != nil {
+		mux.Handle("/v1/", RequireToken(token, o.API))
+	}
+	return mux, nil
+}
+
+// RequireToken lets through only requests bearing the admin token,
+// compared in constant time by hash. Without a token nothing gets through.
+func RequireToken(token *consumer.Hash, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token == nil {
+			writeError(w, http.StatusForbidden, "the admin API is disabled: set admin.token in the config")
+			return
+		}
+		presented, ok := bearer(r.Header.Get("Authorization"))
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate-admin"`)
+			writeError(w, http.StatusUnauthorized, "missing admin token")
+			return
+		}
+		if !consumer.HashKey(presented).Equal(*token) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tollgate-admin"`)
+			writeError(w, http.StatusUnauthorized, "invalid admin token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func bearer(v string) (string, bool) {
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		t := strings.TrimSpace(v[7:])
+		return t, t != ""
+	}
+	return "", false
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"message": msg, "type": "invalid_request_error"}})
+}

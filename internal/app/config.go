@@ -1,0 +1,140 @@
+package app
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate-ai/tollgate/admin"
+	"github.com/tollgate-ai/tollgate/consumer"
+	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/limiter"
+	"github.com/tollgate-ai/tollgate/processor"
+	"github.com/tollgate-ai/tollgate/quota"
+)
+
+// Config is tollgate's config file. Each section belongs to the package
+// that uses it and is validated by that package.
+type Config struct {
+	Server     ServerConfig               `yaml:"server"`
+	Log        LogConfig                  `yaml:"log"`
+	Store      ledger.Config              `yaml:"store"`
+	Consumers  []consumer.Config          `yaml:"consumers"`
+	Admin      admin.Config               `yaml:"admin"`
+	Providers  []processor.ProviderConfig `yaml:"providers"`
+	Processing processor.Config           `yaml:"processing"`
+	Limits     limiter.Config             `yaml:",inline"`
+	Quota      quota.Config               `yaml:"quota"`
+}
+
+// ServerConfig is where tollgate listens and how it stops.
+type ServerConfig struct {
+	// GRPCAddr serves ext_proc and grpc.health.v1.Health; default :50051.
+	GRPCAddr string `yaml:"grpc_addr"`
+	// AdminAddr serves /healthz, /readyz, /metrics and the admin API;
+	// default :8081.
+	AdminAddr string `yaml:"admin_addr"`
+	// DrainTimeout bounds how long a stop waits for in-flight streams to
+	// finish (and settle); default 5m, above the longest LLM stream.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// LogConfig selects the log format and level.
+type LogConfig struct {
+	// Format is text (default) or json.
+	Format string `yaml:"format"`
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+}
+
+func (c *Config) defaults() {
+	if c.Server.GRPCAddr == "" {
+		c.Server.GRPCAddr = ":50051"
+	}
+	if c.Server.AdminAddr == "" {
+		c.Server.AdminAddr = ":8081"
+	}
+	if c.Server.DrainTimeout == 0 {
+		c.Server.DrainTimeout = 5 * time.Minute
+	}
+}
+
+// Validate checks the whole config and returns every problem at once.
+func (c *Config) Validate(getenv func(string) string) error {
+	var errs []error
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not text or json", c.Log.Format))
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level))
+	}
+	if c.Server.DrainTimeout < 0 {
+		errs = append(errs, errors.New("server.drain_timeout: must be >= 0"))
+	}
+	errs = append(errs,
+		c.Store.Validate("store"),
+		consumer.Validate("consumers", c.Consumers, getenv),
+		c.Admin.Validate("admin", getenv),
+		processor.ValidateProviders("providers", c.Providers, getenv),
+		c.Processing.Validate("processing"),
+		c.Limits.Validate(""),
+		c.Quota.Validate("quota"),
+	)
+	if a := c.Quota.AdminConsumer; a != "" && !hasConsumer(c.Consumers, a) {
+		errs = append(errs, fmt.Errorf("quota.admin_consumer: %q is not one of the consumers", a))
+	}
+	for name := range c.Quota.Consumers {
+		if !hasConsumer(c.Consumers, name) {
+			errs = append(errs, fmt.Errorf("quota.consumers.%s: no such consumer", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func hasConsumer(cs []consumer.Config, name string) bool {
+	for _, c := range cs {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadConfig reads and validates the config file at path.
+func LoadConfig(path string, getenv func(string) string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config: %w", err)
+	}
+	defer f.Close()
+	return ParseConfig(f, getenv)
+}
+
+// ParseConfig reads and validates a config. Unknown fields are errors, so
+// that a misspelled setting does not silently fall back to its default.
+func ParseConfig(r io.Reader, getenv func(string) string) (*Config, error) {
+	data, err := io.ReadAll(io.LimitReader(r, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config: %w", err)
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config is not valid YAML for tollgate: %w", err)
+	}
+	if err := c.Validate(getenv); err != nil {
+		return nil, err
+	}
+	c.defaults()
+	return &c, nil
+}

@@ -1,0 +1,154 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/tollgate-ai/tollgate/admin"
+	"github.com/tollgate-ai/tollgate/consumer"
+	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/limiter"
+	"github.com/tollgate-ai/tollgate/processor"
+	"github.com/tollgate-ai/tollgate/quota"
+)
+
+// Hooks let a caller that runs tollgate in-process learn what it does.
+type Hooks struct {
+	// Listening is called once both listeners are bound, with their
+	// addresses (useful with port 0).
+	Listening func(grpcAddr, adminAddr string)
+}
+
+// buildPolicy compiles the parts of the config that a reload may change.
+func buildPolicy(c *Config, getenv func(string) string) (*processor.Policy, error) {
+	consumers, err := consumer.NewRegistry(c.Consumers, getenv)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := limiter.Compile(c.Limits)
+	if err != nil {
+		return nil, err
+	}
+	q, err := quota.Compile(c.Quota)
+	if err != nil {
+		return nil, err
+	}
+	return processor.NewPolicy(processor.PolicyOptions{
+		Config:    c.Processing,
+		Providers: c.Providers,
+		Consumers: consumers,
+		Rules:     rules,
+		Quota:     q,
+		Getenv:    getenv,
+	})
+}
+
+// Serve runs tollgate with config c until ctx is done, then drains: the
+// gRPC server stops taking streams, the streams in flight finish and
+// settle, and the store flushes what it could not send.
+func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string) string, reload <-chan *Config, hooks Hooks) error {
+	policy, err := buildPolicy(c, getenv)
+	if err != nil {
+		return err
+	}
+	store, err := ledger.Open(ctx, c.Store, ledger.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("cannot open the store: %w", err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("cannot close the store cleanly", "err", err)
+		}
+	}()
+
+	proc := processor.New(processor.Options{Store: store, Logger: log}, policy)
+	// WaitForHandlers makes Stop wait for the handlers, so that streams cut
+	// at the drain timeout still settle before the store closes.
+	grpcSrv := grpc.NewServer(grpc.WaitForHandlers(true))
+	extprocv3.RegisterExternalProcessorServer(grpcSrv, proc)
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
+
+	api := quota.NewAPI(quota.APIOptions{
+		Policy:    func() *quota.Policy { return proc.Policy().Quota },
+		Store:     store,
+		Consumers: func() []string { return proc.Policy().Consumers.Names() },
+	})
+	adminHandler, err := admin.New(admin.Options{Config: c.Admin, Getenv: getenv, Ready: store.Ping, API: api})
+	if err != nil {
+		return err
+	}
+
+	grpcLis, err := net.Listen("tcp", c.Server.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on server.grpc_addr %s: %w", c.Server.GRPCAddr, err)
+	}
+	adminLis, err := net.Listen("tcp", c.Server.AdminAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("cannot listen on server.admin_addr %s: %w", c.Server.AdminAddr, err)
+	}
+	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() { errc <- grpcSrv.Serve(grpcLis) }()
+	go func() {
+		if err := adminSrv.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	log.Info("tollgate is serving", "grpc_addr", grpcLis.Addr().String(), "admin_addr", adminLis.Addr().String(), "store", c.Store.Type)
+	if hooks.Listening != nil {
+		hooks.Listening(grpcLis.Addr().String(), adminLis.Addr().String())
+	}
+
+	var serveErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			serveErr = fmt.Errorf("server stopped: %w", err)
+			break loop
+		case nc := <-reload:
+			p, err := buildPolicy(nc, getenv)
+			if err != nil {
+				log.Error("config reload refused; the running config stays", "err", err)
+				continue
+			}
+			proc.SetPolicy(p)
+			log.Info("config reloaded")
+		}
+	}
+
+	// Drain. Envoy's health checks see NOT_SERVING and stop opening
+	// streams here; the open ones run to their end and settle.
+	healthSrv.Shutdown()
+	log.Info("draining", "timeout", c.Server.DrainTimeout.String())
+	stopped := make(chan struct{})
+	go func() { grpcSrv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(c.Server.DrainTimeout):
+		log.Warn("drain timeout: cancelling the streams still open (they settle what they saw)")
+		grpcSrv.Stop()
+		<-stopped
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = adminSrv.Shutdown(shutdownCtx)
+	log.Info("stopped")
+	return serveErr
+}

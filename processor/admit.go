@@ -1,0 +1,136 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/processor/tokens"
+	"github.com/tollgate-ai/tollgate/processor/usage"
+)
+
+// admit checks the model and reserves the request's tokens in every
+// matching window and the consumer's quota, in one call to the store.
+func (st *stream) admit(ctx context.Context, r usage.Request) *apiError {
+	p := st.policy
+	st.model, st.stream = r.Model, r.Stream
+	if !st.consumer.AllowsModel(r.Model) {
+		return &apiError{status: 403, kind: "invalid_request_error", code: "model_not_allowed",
+			message: fmt.Sprintf("The model %q is not allowed for this API key.", r.Model)}
+	}
+	st.enc = p.defEnc
+	if e, ok := tokens.ForModel(r.Model); ok {
+		st.enc = e
+	}
+
+	windows := p.Rules.Match(st.limiterRequest(), nil)
+	balance := p.Quota.Balance(st.consumer.Name, r.Model, st.s.o.Clock())
+	st.reservation = ledger.Reservation{ID: st.id, Windows: windows, Balance: balance}
+	if len(windows) == 0 && balance == nil {
+		st.admitted = true
+		return nil
+	}
+	if balance != nil || countsTokens(windows) {
+		st.reservation.Input = st.promptTokens()
+		st.reservation.Output = st.outputReserve(r)
+	}
+	d, err := st.s.o.Store.Reserve(ctx, &st.reservation)
+	if err != nil {
+		st.s.o.Logger.Error("cannot admit request", "request_id", st.requestID, "consumer", st.consumer.Name, "err", err)
+		return &apiError{status: 503, kind: "server_error", code: "store_unavailable",
+			message: "The gateway cannot check rate limits and quotas right now; retry shortly."}
+	}
+	st.decision = d
+	if d.Allowed {
+		st.admitted = true
+		return nil
+	}
+	return st.refusal(d)
+}
+
+func countsTokens(ws []ledger.Window) bool {
+	for i := range ws {
+		if ws[i].Unit == ledger.Tokens {
+			return true
+		}
+	}
+	return false
+}
+
+func (st *stream) outputReserve(r usage.Request) int64 {
+	if st.api == usage.APIEmbeddings {
+		return 0
+	}
+	if r.MaxOutput > 0 {
+		return r.MaxOutput
+	}
+	return st.policy.cfg.ReserveOutputTokens
+}
+
+// promptTokens estimates the request's prompt once, on first need.
+func (st *stream) promptTokens() int64 {
+	if st.prompt < 0 {
+		st.prompt = 0
+		if st.body != nil {
+			st.prompt = usage.EstimatePrompt(st.api, st.body, st.enc)
+		}
+	}
+	return st.prompt
+}
+
+// refusal turns a refused admission into the client's answer: 429 for a
+// rate limit (the rule's own code and message when it sets them), 403 for
+// an exhausted quota.
+func (st *stream) refusal(d *ledger.Decision) *apiError {
+	if d.Refused < 0 || d.Refused >= len(st.reservation.Windows) {
+		e := &apiError{status: 403, kind: "insufficient_quota", code: "insufficient_quota", message: st.policy.Quota.RejectedMsg()}
+		return e
+	}
+	w := &st.reservation.Windows[d.Refused]
+	rej := st.policy.Rules.Rejection(w)
+	kind := "tokens"
+	if w.Unit == ledger.Requests {
+		kind = "requests"
+	}
+	e := &apiError{status: rej.Code, kind: kind, code: "rate_limit_exceeded", message: rej.Message}
+	if d.RetryAfter > 0 {
+		e.headers.setHeader("retry-after", retryAfter(d.RetryAfter))
+	}
+	st.rateHeaders(&e.headers)
+	return e
+}
+
+// rateHeaders adds OpenAI's x-ratelimit-* headers for the tightest token
+// window and the tightest request window that applied.
+func (st *stream) rateHeaders(m *mutation) {
+	d := st.decision
+	if d == nil {
+		return
+	}
+	tok, req := -1, -1
+	for i := range st.reservation.Windows {
+		if i >= len(d.Windows) {
+			break
+		}
+		best := &tok
+		if st.reservation.Windows[i].Unit == ledger.Requests {
+			best = &req
+		}
+		if *best < 0 || d.Windows[i].Remaining < d.Windows[*best].Remaining {
+			*best = i
+		}
+	}
+	for _, x := range []struct {
+		i    int
+		kind string
+	}{{tok, "tokens"}, {req, "requests"}} {
+		if x.i < 0 {
+			continue
+		}
+		ws := d.Windows[x.i]
+		m.setHeader("x-ratelimit-limit-"+x.kind, strconv.FormatInt(ws.Limit, 10))
+		m.setHeader("x-ratelimit-remaining-"+x.kind, strconv.FormatInt(max(ws.Remaining, 0), 10))
+		m.setHeader("x-ratelimit-reset-"+x.kind, resetFormat(ws.Reset))
+	}
+}

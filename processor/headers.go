@@ -1,0 +1,90 @@
+package processor
+
+import (
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+)
+
+// headers is a read-only view of the headers Envoy sent. Envoy sends names
+// in lower case, and values in raw_value (value only when configured for
+// it), so both are read.
+type headers struct {
+	list []*corev3.HeaderValue
+}
+
+func (h headers) get(name string) (string, bool) {
+	for _, hv := range h.list {
+		if hv.GetKey() == name {
+			return headerValue(hv), true
+		}
+	}
+	return "", false
+}
+
+func (h headers) value(name string) string {
+	v, _ := h.get(name)
+	return v
+}
+
+func headerValue(hv *corev3.HeaderValue) string {
+	if raw := hv.GetRawValue(); len(raw) > 0 {
+		return string(raw)
+	}
+	return hv.GetValue()
+}
+
+// cookie returns the value of cookie name from the cookie headers.
+func (h headers) cookie(name string) (string, bool) {
+	for _, hv := range h.list {
+		if hv.GetKey() != "cookie" {
+			continue
+		}
+		for part := range strings.SplitSeq(headerValue(hv), ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if ok && k == name {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// mutation collects header changes for one response to Envoy.
+type mutation struct {
+	set    []*corev3.HeaderValueOption
+	remove []string
+}
+
+func (m *mutation) setHeader(name, value string) {
+	m.set = append(m.set, &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, RawValue: []byte(value)},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	})
+}
+
+func (m *mutation) removeHeader(name string) {
+	for _, r := range m.remove {
+		if r == name {
+			return
+		}
+	}
+	m.remove = append(m.remove, name)
+}
+
+func (m *mutation) empty() bool { return len(m.set) == 0 && len(m.remove) == 0 }
+
+func (m *mutation) proto() *extprocv3.HeaderMutation {
+	if m.empty() {
+		return nil
+	}
+	return &extprocv3.HeaderMutation{SetHeaders: m.set, RemoveHeaders: m.remove}
+}
+
+// isReservedHeader reports whether a client-sent header must be removed
+// before anything else: tollgate's own headers and Higress's consumer
+// header, which upstream services trust.
+func isReservedHeader(name string) bool {
+	return strings.HasPrefix(name, "x-tollgate-") || name == "x-mse-consumer"
+}

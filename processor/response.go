@@ -1,0 +1,154 @@
+package processor
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/processor/usage"
+)
+
+// responseHeaders prepares metering of the response and tells the client
+// where it stands against its limits.
+func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	var m mutation
+	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
+	if !st.admitted {
+		return resp
+	}
+	hs := headers{list: h.GetHeaders().GetHeaders()}
+	st.status, _ = strconv.Atoi(hs.value(":status"))
+	st.rateHeaders(&m)
+	if st.status >= 200 && st.status < 300 {
+		ce := strings.ToLower(hs.value("content-encoding"))
+		sse := strings.HasPrefix(strings.ToLower(hs.value("content-type")), "text/event-stream")
+		if st.counter == nil {
+			st.counter = st.enc.NewCounter()
+		} else {
+			st.counter.Reset(st.enc)
+		}
+		drop := st.addedUsage && sse && (ce == "" || ce == "identity")
+		st.meter.Reset(usage.MeterOptions{
+			API:            st.api,
+			SSE:            sse,
+			Encoding:       ce,
+			Counter:        st.counter,
+			DropUsageChunk: drop,
+			MaxBody:        st.policy.cfg.MaxResponseBuffer,
+		})
+		st.metering = true
+		if drop {
+			m.removeHeader("content-length")
+		}
+	}
+	resp.GetResponseHeaders().Response = &extprocv3.CommonResponse{HeaderMutation: m.proto()}
+	if h.GetEndOfStream() {
+		resp.DynamicMetadata = st.settle()
+	}
+	return resp
+}
+
+// responseBody meters one chunk of the response; in STREAMED mode Envoy
+// sends every chunk and waits for its answer, and a body mutation replaces
+// that chunk only.
+func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	br := &extprocv3.BodyResponse{}
+	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: br}}
+	if !st.admitted || st.settled {
+		return resp
+	}
+	if st.metering {
+		if st.firstByte.IsZero() {
+			st.firstByte = st.s.o.Clock()
+		}
+		out, replaced := st.meter.Write(b.GetBody())
+		if b.GetEndOfStream() {
+			if tail, r := st.meter.Finish(); r {
+				out = append(out[:len(out):len(out)], tail...)
+				replaced = true
+			}
+		}
+		if replaced {
+			br.Response = &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}}}
+		}
+	}
+	if b.GetEndOfStream() {
+		resp.DynamicMetadata = st.settle()
+	}
+	return resp
+}
+
+// finish runs when the gRPC stream ends, however it ended. A request
+// admitted but not settled — the client went away, the upstream failed,
+// Envoy gave up — is settled here with what was seen.
+func (st *stream) finish() {
+	if st.admitted && !st.settled {
+		st.settle()
+	}
+}
+
+// usage is what the request is charged: the provider's report when there
+// is one; else tollgate's own count of the prompt and of the streamed text.
+func (st *stream) usage() usage.Usage {
+	switch {
+	case st.status == 0:
+		// No response reached tollgate: the provider may still have read
+		// the prompt, so it is charged as estimated.
+		return usage.Usage{Input: st.promptTokens(), Estimated: true}
+	case !st.metering:
+		// An error answer: providers charge nothing for those.
+		return usage.Usage{}
+	}
+	u, reported := st.meter.Usage()
+	if !reported {
+		u.Input = st.promptTokens()
+		u.Estimated = true
+	}
+	return u
+}
+
+// settle replaces the reservation by the actual usage, exactly once, and
+// returns the dynamic metadata Envoy's access log reads.
+func (st *stream) settle() *structpb.Struct {
+	st.settled = true
+	now := st.s.o.Clock()
+	u := st.usage()
+	s := &ledger.Settlement{
+		ID:          st.id,
+		Consumer:    st.consumer.Name,
+		Model:       st.model,
+		Day:         now.UTC().Format(time.DateOnly),
+		Reservation: &st.reservation,
+		Usage:       u,
+	}
+	if st.decision != nil {
+		s.Hold = st.decision.Hold
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), st.s.o.SettleTimeout)
+	defer cancel()
+	err := st.s.o.Store.Settle(ctx, s)
+	log := st.s.o.Logger
+	if err != nil {
+		log.Error("cannot settle usage", "request_id", st.requestID, "consumer", st.consumer.Name, "err", err)
+	}
+	log.Info("request settled",
+		"request_id", st.requestID, "consumer", st.consumer.Name, "model", st.model, "status", st.status,
+		"input_tokens", u.Input, "output_tokens", u.Output, "estimated", u.Estimated,
+		"duration_ms", now.Sub(st.started).Milliseconds())
+	md, _ := structpb.NewStruct(map[string]any{
+		"tollgate": map[string]any{
+			"consumer":      st.consumer.Name,
+			"model":         st.model,
+			"input_tokens":  float64(u.Input),
+			"output_tokens": float64(u.Output),
+			"total_tokens":  float64(u.Total()),
+			"estimated":     u.Estimated,
+		},
+	})
+	return md
+}

@@ -1,0 +1,160 @@
+// Package processor is tollgate's ext_proc server: for each HTTP request
+// Envoy opens one gRPC stream and sends, in order, the request headers, the
+// buffered request body, the response headers and the response body in
+// chunks. The server authenticates the consumer, admits the request against
+// its rate limits and quota, meters the response and settles the usage
+// exactly once when the stream ends, however it ends.
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tollgate-ai/tollgate/consumer"
+	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/limiter"
+	"github.com/tollgate-ai/tollgate/processor/tokens"
+	"github.com/tollgate-ai/tollgate/quota"
+)
+
+// Policy is everything a request is judged by. It is immutable; a reload
+// builds a new one and swaps it in, and each stream keeps the Policy it
+// started with.
+type Policy struct {
+	Consumers *consumer.Registry
+	Rules     *limiter.Rules
+	Quota     *quota.Policy
+
+	cfg       Config
+	providers []provider
+	defEnc    *tokens.Encoding
+}
+
+// PolicyOptions are the parts a Policy is built from.
+type PolicyOptions struct {
+	Config    Config
+	Providers []ProviderConfig
+	Consumers *consumer.Registry
+	Rules     *limiter.Rules
+	Quota     *quota.Policy
+	// Getenv reads provider keys; default os.Getenv.
+	Getenv func(string) string
+}
+
+// NewPolicy validates and compiles a Policy.
+func NewPolicy(o PolicyOptions) (*Policy, error) {
+	if err := o.Config.Validate("processing"); err != nil {
+		return nil, err
+	}
+	ps, err := compileProviders("providers", o.Providers, o.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy{Consumers: o.Consumers, Rules: o.Rules, Quota: o.Quota, cfg: o.Config, providers: ps}
+	if p.cfg.UnknownPaths == "" {
+		p.cfg.UnknownPaths = "pass"
+	}
+	if p.cfg.DefaultEncoding == "" {
+		p.cfg.DefaultEncoding = "o200k_base"
+	}
+	if p.cfg.ReserveOutputTokens == 0 {
+		p.cfg.ReserveOutputTokens = 1024
+	}
+	if p.cfg.MaxResponseBuffer == 0 {
+		p.cfg.MaxResponseBuffer = 4 << 20
+	}
+	if p.defEnc, err = tokens.Get(p.cfg.DefaultEncoding); err != nil {
+		return nil, fmt.Errorf("processing.default_encoding: %w", err)
+	}
+	return p, nil
+}
+
+// Options configure a Server.
+type Options struct {
+	// Store charges limits and quotas and keeps usage.
+	Store ledger.Store
+	// Logger receives one line per settled request and every internal error.
+	Logger *slog.Logger
+	// Clock returns the current time; default time.Now.
+	Clock func() time.Time
+	// SettleTimeout bounds a settlement (which spools on failure); default 5s.
+	SettleTimeout time.Duration
+}
+
+// Server implements [extprocv3.ExternalProcessorServer].
+type Server struct {
+	extprocv3.UnimplementedExternalProcessorServer
+
+	o      Options
+	policy atomic.Pointer[Policy]
+	pool   sync.Pool // *stream
+}
+
+// New returns a Server judging requests by p.
+func New(o Options, p *Policy) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.SettleTimeout == 0 {
+		o.SettleTimeout = 5 * time.Second
+	}
+	s := &Server{o: o}
+	s.policy.Store(p)
+	s.pool.New = func() any { return new(stream) }
+	return s
+}
+
+// SetPolicy swaps in a new Policy; streams already open keep theirs.
+func (s *Server) SetPolicy(p *Policy) { s.policy.Store(p) }
+
+// Policy returns the current Policy.
+func (s *Server) Policy() *Policy { return s.policy.Load() }
+
+// Process implements [extprocv3.ExternalProcessorServer]. It only moves
+// messages; the per-request state lives in a stream. Envoy ends the gRPC
+// stream after the last response body chunk, or cancels it when the client
+// goes away (without any end_of_stream), so settlement happens on the way
+// out whatever the reason.
+func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
+	st := s.pool.Get().(*stream)
+	st.reset(s, s.policy.Load())
+	defer func() {
+		st.finish()
+		st.release()
+		s.pool.Put(st)
+	}()
+	ctx := srv.Context()
+	for {
+		req, err := srv.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return fmt.Errorf("cannot receive from envoy: %w", err)
+		}
+		resp := st.handle(ctx, req)
+		if err := srv.Send(resp); err != nil {
+			if status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return fmt.Errorf("cannot send to envoy: %w", err)
+		}
+		if st.done {
+			// An immediate response ends the exchange; Envoy sends no more.
+			return nil
+		}
+	}
+}

@@ -1,0 +1,341 @@
+package processor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
+	"github.com/tollgate-ai/tollgate/consumer"
+	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/limiter"
+	"github.com/tollgate-ai/tollgate/processor/tokens"
+	"github.com/tollgate-ai/tollgate/processor/usage"
+	"github.com/tollgate-ai/tollgate/quota"
+)
+
+// stream is the state of one HTTP request, from its request headers to the
+// last response chunk. It is reused through a pool; reset clears it.
+type stream struct {
+	s      *Server
+	policy *Policy
+
+	// done is set once an immediate response has been sent.
+	done bool
+
+	// Request.
+	id         string // tollgate's own id: the idempotency key of the settlement
+	requestID  string // Envoy's x-request-id, for logs
+	method     string
+	path       string // without the query
+	query      string
+	host       string
+	route      string
+	ip         netip.Addr
+	reqHdrs    headers
+	api        usage.API
+	adminOp    quota.AdminOp
+	consumer   *consumer.Consumer
+	provider   *provider
+	model      string
+	stream     bool
+	body       []byte // the request body, kept only until the prompt is counted
+	enc        *tokens.Encoding
+	prompt     int64 // estimated prompt tokens; -1 until counted
+	addedUsage bool  // tollgate asked for stream usage the client did not
+
+	// Admission.
+	admitted    bool
+	reservation ledger.Reservation
+	decision    *ledger.Decision
+
+	// Response.
+	status    int
+	meter     usage.Meter
+	counter   *tokens.Counter
+	metering  bool
+	started   time.Time
+	firstByte time.Time
+	settled   bool
+}
+
+func (st *stream) reset(s *Server, p *Policy) {
+	meter, counter := st.meter, st.counter
+	*st = stream{s: s, policy: p, meter: meter, counter: counter, prompt: -1}
+	st.started = s.o.Clock()
+}
+
+// release drops references that must not outlive the request.
+func (st *stream) release() {
+	st.body = nil
+	st.reqHdrs = headers{}
+	st.decision = nil
+	st.consumer = nil
+	st.policy = nil
+}
+
+func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	switch r := req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return st.requestHeaders(ctx, req, r.RequestHeaders)
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return st.requestBody(ctx, r.RequestBody)
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return st.responseHeaders(ctx, r.ResponseHeaders)
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return st.responseBody(ctx, r.ResponseBody)
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+	default:
+		// A message this version does not know: answer nothing harmful.
+		return &extprocv3.ProcessingResponse{}
+	}
+}
+
+func (st *stream) reject(e *apiError) *extprocv3.ProcessingResponse {
+	st.done = true
+	return e.response(st.api)
+}
+
+func headersResponse(m *mutation) *extprocv3.HeadersResponse {
+	return &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: m.proto()}}
+}
+
+// requestHeaders authenticates the consumer and decides what the rest of
+// the exchange needs.
+func (st *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	p := st.policy
+	st.reqHdrs = headers{list: h.GetHeaders().GetHeaders()}
+	st.id = newID()
+	st.requestID = st.reqHdrs.value("x-request-id")
+	st.method = st.reqHdrs.value(":method")
+	st.host = st.reqHdrs.value(":authority")
+	st.path, st.query, _ = strings.Cut(st.reqHdrs.value(":path"), "?")
+	st.route, st.ip = requestAttributes(req, st.reqHdrs)
+
+	var m mutation
+	for _, hv := range st.reqHdrs.list {
+		if isReservedHeader(hv.GetKey()) {
+			m.removeHeader(hv.GetKey())
+		}
+	}
+
+	st.api = usage.Detect(st.path)
+	st.adminOp = p.Quota.MatchAdmin(st.path, func(rest string) bool { return usage.Detect(rest) != usage.APIUnknown })
+	if st.adminOp != quota.NoAdminOp {
+		st.api = usage.APIUnknown
+	}
+
+	key, where := st.findKey(p)
+	if key == "" {
+		return st.reject(errUnauthenticated("Missing API key: pass it as 'Authorization: Bearer <key>' (or x-api-key, api-key, x-goog-api-key)."))
+	}
+	c, ok := p.Consumers.Authenticate(key)
+	if !ok {
+		return st.reject(errUnauthenticated("Incorrect API key provided."))
+	}
+	st.consumer = c
+	m.setHeader("x-tollgate-consumer", c.Name)
+	m.setHeader("x-mse-consumer", c.Name)
+
+	if st.adminOp != quota.NoAdminOp {
+		if st.adminOp == quota.Query || h.GetEndOfStream() {
+			return st.answerAdmin(ctx, nil)
+		}
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: headersResponse(&m)}}
+	}
+
+	st.provider = matchProvider(p.providers, st.path, st.host)
+	st.removeCredential(&m, where)
+	if st.provider != nil {
+		m.setHeader(st.provider.header, st.provider.value)
+		m.setHeader("x-tollgate-provider", st.provider.name)
+	}
+
+	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: headersResponse(&m)}}
+	if st.api == usage.APIUnknown {
+		if p.cfg.UnknownPaths == "deny" {
+			return st.reject(&apiError{status: 404, kind: "invalid_request_error", code: "unknown_path", message: "tollgate does not serve " + st.path})
+		}
+		// Nothing to count: let the response through without sending it here.
+		resp.ModeOverride = &filterv3.ProcessingMode{
+			ResponseHeaderMode: filterv3.ProcessingMode_SKIP,
+			ResponseBodyMode:   filterv3.ProcessingMode_NONE,
+		}
+		return resp
+	}
+	if h.GetEndOfStream() {
+		// No body will come (Envoy sends none for a body-less request), so
+		// admission happens now.
+		if e := st.admit(ctx, usage.Request{}); e != nil {
+			return st.reject(e)
+		}
+	}
+	return resp
+}
+
+// findKey returns the API key the client presented and where it was.
+func (st *stream) findKey(p *Policy) (key, where string) {
+	if v, ok := st.reqHdrs.get("authorization"); ok {
+		if k, ok := cutBearer(v); ok {
+			return k, "authorization"
+		}
+	}
+	for _, name := range []string{"x-api-key", "api-key", "x-goog-api-key"} {
+		if v, ok := st.reqHdrs.get(name); ok && v != "" {
+			return strings.TrimSpace(v), name
+		}
+	}
+	if p.cfg.KeyQueryParam != "" && st.query != "" {
+		if q, err := url.ParseQuery(st.query); err == nil {
+			if k := q.Get(p.cfg.KeyQueryParam); k != "" {
+				return k, "?"
+			}
+		}
+	}
+	return "", ""
+}
+
+func cutBearer(v string) (string, bool) {
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:]), true
+	}
+	return "", false
+}
+
+// removeCredential keeps the client's key from reaching the provider.
+func (st *stream) removeCredential(m *mutation, where string) {
+	if where == "?" {
+		q, _ := url.ParseQuery(st.query)
+		q.Del(st.policy.cfg.KeyQueryParam)
+		path := st.path
+		if enc := q.Encode(); enc != "" {
+			path += "?" + enc
+		}
+		m.setHeader(":path", path)
+		return
+	}
+	if st.provider != nil && st.provider.header == where {
+		return // overwritten by the provider's key
+	}
+	m.removeHeader(where)
+}
+
+// requestAttributes reads the route name and the client address Envoy
+// sends as request attributes, falling back to the headers Envoy sets.
+func requestAttributes(req *extprocv3.ProcessingRequest, h headers) (route string, ip netip.Addr) {
+	for _, s := range req.GetAttributes() {
+		f := s.GetFields()
+		if v, ok := f["xds.route_name"]; ok {
+			route = v.GetStringValue()
+		}
+		if v, ok := f["source.address"]; ok {
+			if ap, err := netip.ParseAddrPort(v.GetStringValue()); err == nil {
+				ip = ap.Addr()
+			} else if a, err := netip.ParseAddr(v.GetStringValue()); err == nil {
+				ip = a
+			}
+		}
+	}
+	if !ip.IsValid() {
+		addr := h.value("x-envoy-external-address")
+		if addr == "" {
+			addr, _, _ = strings.Cut(h.value("x-forwarded-for"), ",")
+		}
+		ip, _ = netip.ParseAddr(strings.TrimSpace(addr))
+	}
+	return route, ip
+}
+
+func (st *stream) answerAdmin(ctx context.Context, form []byte) *extprocv3.ProcessingResponse {
+	q, _ := url.ParseQuery(st.query)
+	r := st.policy.Quota.HandleAdmin(ctx, st.s.o.Store, st.adminOp, st.consumer.Name, q, form, st.s.o.Clock())
+	st.done = true
+	return immediate(r.Status, r.ContentType, []byte(r.Body), nil)
+}
+
+// requestBody reads the call, checks the model and admits the request.
+func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if st.adminOp != quota.NoAdminOp {
+		return st.answerAdmin(ctx, b.GetBody())
+	}
+	cont := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+	if st.api == usage.APIUnknown || st.consumer == nil || st.admitted {
+		return cont
+	}
+	body := b.GetBody()
+	r, err := usage.ParseRequest(st.api, body)
+	if err != nil {
+		return st.reject(errBadRequest(err.Error()))
+	}
+	if r.Model == "" {
+		r.Model = usage.ModelFromPath(st.path)
+	}
+	st.body = body
+	if e := st.admit(ctx, r); e != nil {
+		return st.reject(e)
+	}
+	if !st.stream || r.IncludeUsage || !acceptsStreamOptions(st.api) {
+		return cont
+	}
+	// Ask the provider for the usage of the stream; the extra usage-only
+	// chunk is removed before it reaches the client, which did not ask.
+	nb, err := usage.AddIncludeUsage(body)
+	if err != nil {
+		return cont
+	}
+	st.addedUsage = true
+	var m mutation
+	m.setHeader("content-length", strconv.Itoa(len(nb)))
+	// The chunk can only be removed from a body tollgate can read as sent.
+	m.setHeader("accept-encoding", "identity")
+	cr := cont.GetRequestBody()
+	cr.Response = &extprocv3.CommonResponse{
+		HeaderMutation: m.proto(),
+		BodyMutation:   &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: nb}},
+	}
+	return cont
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// limiterRequest describes the request to the rate-limit rules.
+func (st *stream) limiterRequest() *limiter.Request {
+	return &limiter.Request{
+		Consumer: st.consumer.Name,
+		Model:    st.model,
+		Path:     st.path,
+		Host:     st.host,
+		Route:    st.route,
+		IP:       st.ip,
+		Header:   st.reqHdrs.get,
+		Query: func(name string) (string, bool) {
+			q, err := url.ParseQuery(st.query)
+			if err != nil || !q.Has(name) {
+				return "", false
+			}
+			return q.Get(name), true
+		},
+		Cookie: st.reqHdrs.cookie,
+	}
+}
+
+// acceptsStreamOptions reports whether an API takes
+// stream_options.include_usage (OpenAI's chat and completions, and the
+// providers compatible with them); the others always report usage.
+func acceptsStreamOptions(api usage.API) bool {
+	return api == usage.APIChatCompletions || api == usage.APICompletions
+}
