@@ -139,7 +139,25 @@ func newClient(c RedisConfig, hooks []redis.Hook) (redis.UniversalClient, error)
 		}
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
 	}
-	client := redis.NewUniversalClient(o)
+	// The deployment is chosen here rather than by redis.NewUniversalClient
+	// so that dialing can be set to fail fast: go-redis otherwise retries a
+	// refused dial five times, adding half a second to every call while
+	// Redis is down, which on_error and the spool already handle.
+	var client redis.UniversalClient
+	switch {
+	case c.MasterName != "":
+		fo := o.Failover()
+		fo.DialerRetries = 1
+		client = redis.NewFailoverClient(fo)
+	case o.IsClusterMode:
+		co := o.Cluster()
+		co.DialerRetries = 1
+		client = redis.NewClusterClient(co)
+	default:
+		so := o.Simple()
+		so.DialerRetries = 1
+		client = redis.NewClient(so)
+	}
 	for _, h := range hooks {
 		client.AddHook(h)
 	}
