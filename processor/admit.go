@@ -14,7 +14,7 @@ import (
 // matching window and the consumer's quota, in one call to the store.
 func (st *stream) admit(ctx context.Context, r usage.Request) *apiError {
 	p := st.policy
-	st.model, st.stream = r.Model, r.Stream
+	st.model, st.stream, st.maxOutput = r.Model, r.Stream, r.MaxOutput
 	if !st.consumer.AllowsModel(r.Model) {
 		return &apiError{status: 403, kind: "invalid_request_error", code: "model_not_allowed",
 			message: fmt.Sprintf("The model %q is not allowed for this API key.", r.Model)}

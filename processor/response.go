@@ -39,6 +39,7 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 			Encoding:       ce,
 			Counter:        st.counter,
 			DropUsageChunk: drop,
+			MaxOutput:      st.maxOutput,
 			MaxBody:        st.policy.cfg.MaxResponseBuffer,
 		})
 		st.metering = true
@@ -104,10 +105,10 @@ func (st *stream) usage() usage.Usage {
 		// An error answer: providers charge nothing for those.
 		return usage.Usage{}
 	}
-	u, reported := st.meter.Usage()
-	if !reported {
+	u, _ := st.meter.Usage()
+	if u.Estimated && u.Input == 0 {
+		// The provider did not report the prompt (or nothing at all).
 		u.Input = st.promptTokens()
-		u.Estimated = true
 	}
 	return u
 }

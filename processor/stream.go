@@ -46,6 +46,7 @@ type stream struct {
 	provider   *provider
 	model      string
 	stream     bool
+	maxOutput  int64  // the request's output cap per choice, 0 if none
 	body       []byte // the request body, kept only until the prompt is counted
 	enc        *tokens.Encoding
 	prompt     int64 // estimated prompt tokens; -1 until counted
