@@ -131,6 +131,7 @@ func TestConformance(t *testing.T) {
 		{"settle corrects", testSettleCorrects},
 		{"late settle", testLateSettle},
 		{"idempotent settle", testIdempotentSettle},
+		{"settling a refusal", testSettleRefused},
 		{"partial balance reservation", testPartialBalance},
 		{"balance allotment and ttl", testBalanceAllotment},
 		{"totals", testTotals},
@@ -534,5 +535,29 @@ func testTotals(t *testing.T, e *env) {
 	}
 	if _, err := e.s.Totals(ctxT(t), TotalsQuery{Consumer: c, From: "2026-05-03", To: "2026-05-01"}); err == nil {
 		t.Fatalf("Totals accepted a reversed range")
+	}
+}
+
+func testSettleRefused(t *testing.T, e *env) {
+	c := e.name("lou")
+	w := tokensWindow("rl:{c:"+c+"}:minute", 100, time.Minute)
+	shared := tokensWindow("rl:{g:"+c+"}:minute", 100, time.Minute)
+	bal := &Balance{Key: "quota:{c:" + c + "}:none", Allotment: 1000}
+	reserve(t, e.s, &Reservation{ID: e.name("r"), Windows: []Window{w, shared}, Input: 90})
+	r := &Reservation{ID: e.name("r"), Windows: []Window{w, shared}, Balance: bal, Input: 20}
+	d := reserve(t, e.s, r)
+	if d.Allowed {
+		t.Fatalf("admitted past the limit: %+v", d)
+	}
+	settle(t, e.s, &Settlement{ID: r.ID, Consumer: c, Model: "m", Day: "2026-05-01", Reservation: r, Hold: d.Hold, Usage: usage.Usage{Input: 20}})
+	if got := remaining(t, e.s, w); got != 10 {
+		t.Fatalf("settling a refused request changed the window: remaining %d, want 10", got)
+	}
+	if got, _ := e.s.GetBalance(ctxT(t), bal); got != 1000 {
+		t.Fatalf("settling a refused request changed the balance: %d", got)
+	}
+	tot, err := e.s.Totals(ctxT(t), TotalsQuery{Consumer: c, From: "2026-05-01", To: "2026-05-01"})
+	if err != nil || len(tot) != 1 || tot[0].Requests != 1 || tot[0].Input != 20 {
+		t.Fatalf("totals %+v, %v; want the request counted", tot, err)
 	}
 }

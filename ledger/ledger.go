@@ -230,6 +230,10 @@ type Hold struct {
 	Local bool `json:"local,omitempty"`
 }
 
+// taken reports whether the hold comes from an admission that charged
+// the store; the store's clock is never at the epoch.
+func (h *Hold) taken() bool { return h.At != 0 || len(h.WindowAt) > 0 }
+
 // windowAt returns the admission time of window i.
 func (h *Hold) windowAt(i int) int64 {
 	if i < len(h.WindowAt) {
@@ -250,7 +254,9 @@ type Settlement struct {
 	// Reservation is what the admission reserved, or nil when the request
 	// was not admitted through Reserve (its usage still goes to the totals).
 	Reservation *Reservation `json:"reservation,omitempty"`
-	// Hold is the Decision.Hold of the admission.
+	// Hold is the Decision.Hold of the admission. The zero Hold (that of a
+	// refused or failed admission) corrects no counter: only the totals
+	// change.
 	Hold Hold `json:"hold"`
 	// Usage is what the request actually used.
 	Usage usage.Usage `json:"usage"`

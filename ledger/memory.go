@@ -132,7 +132,7 @@ func (m *Memory) Reserve(_ context.Context, r *Reservation) (*Decision, error) {
 			mb.v -= d.Hold.Balance
 		}
 	} else {
-		d.Hold.Balance = 0
+		d.Hold = Hold{}
 	}
 	for i := range r.Windows {
 		w := &r.Windows[i]
@@ -243,7 +243,7 @@ func (m *Memory) Settle(_ context.Context, s *Settlement) error {
 		return nil
 	}
 	m.settled[s.ID] = now + markerTTL.Microseconds()
-	if r := s.Reservation; r != nil {
+	if r := s.Reservation; r != nil && s.Hold.taken() {
 		for i := range r.Windows {
 			w := &r.Windows[i]
 			delta := w.Amount(s.Usage.Input, s.Usage.Output) - w.Amount(r.Input, r.Output)

@@ -337,7 +337,7 @@ func (r *Redis) Settle(ctx context.Context, s *Settlement) error {
 		return err
 	}
 	res := s.Reservation
-	if s.Hold.Local {
+	if s.Hold.Local || !s.Hold.taken() {
 		res = nil
 	}
 	gs := r.groups(res, s.Consumer)
