@@ -49,7 +49,8 @@ var errNeedInput = errors.New("need more input")
 // (failed); a truncated one is just a short body.
 type decoder struct {
 	kind   encKind
-	failed bool
+	failed bool // corrupt or unsupported: nothing more is decoded
+	done   bool // the compressed stream ended: what follows is ignored
 	sink   sink
 
 	inf     *inflater
@@ -83,6 +84,7 @@ func encodingKind(s string) encKind {
 func (d *decoder) reset(encoding string) {
 	d.kind = encodingKind(encoding)
 	d.failed = d.kind == encUnsupported
+	d.done = false
 	d.wrap = wrapHeader
 	d.members = 0
 	d.raw = false
@@ -106,7 +108,7 @@ func (d *decoder) reset(encoding string) {
 
 // write decodes chunk, handing the output to s.
 func (d *decoder) write(chunk []byte, s sink) {
-	if d.failed {
+	if d.failed || d.done {
 		return
 	}
 	d.sink = s
@@ -281,7 +283,14 @@ func (d *decoder) brotli(chunk []byte) {
 			d.sink.consume(d.out[:n])
 		}
 		if err != nil {
-			if !errors.Is(err, errNeedInput) {
+			switch {
+			case errors.Is(err, errNeedInput):
+			case err.Error() == brotliExcessInput:
+				// The stream ended; what follows it is not ours to read.
+				// Fed a byte at a time, the reader also says so for the
+				// stream's own last bytes held in its bit buffer.
+				d.done = true
+			default:
 				d.failed = true
 			}
 			return
@@ -291,6 +300,10 @@ func (d *decoder) brotli(chunk []byte) {
 		}
 	}
 }
+
+// brotliExcessInput is the message of the brotli reader's unexported error
+// for input past the end of the stream.
+const brotliExcessInput = "brotli: excessive input"
 
 // chunkSource serves the chunk at hand to the brotli reader.
 type chunkSource struct{ b []byte }
