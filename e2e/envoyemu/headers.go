@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocsvc "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 )
 
@@ -80,7 +80,7 @@ func (h headerMap) proto() *corev3.HeaderMap {
 // be appended to, and "host" and pseudo-headers may never be removed.
 type checker struct {
 	allowAllRouting, allowEnvoy, disallowSystem, disallowAll, disallowIsError bool
-	allow, disallow                                                          *regexp.Regexp
+	allow, disallow                                                           *regexp.Regexp
 }
 
 type checkOp int

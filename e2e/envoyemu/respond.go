@@ -319,4 +319,3 @@ func (x *exchange) produce(src io.Reader, dir direction, queue chan<- chunk, don
 		}
 	}
 }
-
