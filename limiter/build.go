@@ -101,7 +101,7 @@ func buildRule(p *problems, path string, r *Rule, tokens bool) rule {
 	for _, f := range r.unknown {
 		p.add(path, "unknown field %q", f)
 	}
-	ru := rule{name: r.RuleName}
+	ru := rule{name: r.RuleName, scope: scope{all: true}}
 	switch {
 	case r.RuleName == "":
 		p.add(path, "rule_name is required")

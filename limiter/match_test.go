@@ -380,6 +380,11 @@ request_ratelimit:
 	if got := rules.Rejection(&ws[1]); got != (Rejection{Code: 200, Message: `{"code":-1,"msg":"slow down"}`, Custom: true}) {
 		t.Errorf("custom rejection = %+v", got)
 	}
+	stranger := ws[0]
+	stranger.Rule = "not-a-rule"
+	if got := rules.Rejection(&stranger); got.Code != 429 || got.Custom || !strings.Contains(got.Message, "not-a-rule") {
+		t.Errorf("rejection for a window of no known rule = %+v", got)
+	}
 	if got := rules.Rejection(&ws[2]); got.Code != 503 || got.Custom || !strings.Contains(got.Message, "requests per second") {
 		t.Errorf("code-only rejection = %+v", got)
 	}
