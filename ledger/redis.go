@@ -107,11 +107,11 @@ func (r *Redis) nowArg() string {
 }
 
 // key returns the Redis key of a ledger key: the prefix outside the hash
-// tag, and the whole key made the tag when it has none, so that every key
-// has a tag to group it by.
+// tag, and the key wrapped in a tag of its own ("{k:...}", never empty)
+// when it has none, so that every key has a tag to group it by.
 func (r *Redis) key(k string) string {
 	if tagOf(k) == "" {
-		return r.prefix + "{" + k + "}"
+		return r.prefix + "{k:" + k + "}"
 	}
 	return r.prefix + k
 }

@@ -68,6 +68,7 @@ func TestRoundTrips(t *testing.T) {
 				return ws
 			}
 			bal := &Balance{Key: "quota:{c:" + consumer + "}:none", Allotment: 1 << 40}
+			global := otherNodeTag(t, c, r.key(bal.Key))
 			tests := []struct {
 				name            string
 				windows         []Window
@@ -76,7 +77,7 @@ func TestRoundTrips(t *testing.T) {
 			}{
 				{"one window", windows(1, "c:"+consumer, 1<<40), true, 1, 1},
 				{"six windows", windows(6, "c:"+consumer, 1<<40), true, 1, 1},
-				{"two tag groups", append(windows(3, "c:"+consumer, 1<<40), windows(3, "g:"+consumer, 1<<40)...), true, 1, 1},
+				{"two tag groups", append(windows(3, "c:"+consumer, 1<<40), windows(3, global, 1<<40)...), true, 1, 1},
 				// Only a refusal by one group while the other admitted costs
 				// the second round trip, to release the admitted one.
 				{"two tag groups, one refusing", append(windows(3, "c:"+consumer, 1<<40), windows(1, "g2:"+consumer, 5)...), false, 2, 0},
@@ -108,6 +109,32 @@ func TestRoundTrips(t *testing.T) {
 			}
 		})
 	}
+}
+
+// otherNodeTag returns a hash tag served by another cluster master than
+// key, so that a test spans two nodes; any tag on a single node.
+func otherNodeTag(t *testing.T, c redis.UniversalClient, key string) string {
+	t.Helper()
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		return uniqueName("g")
+	}
+	own, err := cc.MasterForKey(ctxT(t), key)
+	if err != nil {
+		t.Fatalf("MasterForKey: %v", err)
+	}
+	for i := range 100 {
+		tag := fmt.Sprintf("g:%d", i)
+		m, err := cc.MasterForKey(ctxT(t), "{"+tag+"}")
+		if err != nil {
+			t.Fatalf("MasterForKey: %v", err)
+		}
+		if m.Options().Addr != own.Options().Addr {
+			return tag
+		}
+	}
+	t.Fatalf("no tag found on another master")
+	return ""
 }
 
 // TestConcurrentReservations runs 200 concurrent requests against a
