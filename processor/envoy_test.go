@@ -18,11 +18,11 @@ import (
 // gRPC connection: one stream per request, each message answered before
 // the next is sent.
 type envoy struct {
-	t      *testing.T
+	t      testing.TB
 	client extprocv3.ExternalProcessorClient
 }
 
-func startEnvoy(t *testing.T, s *Server) *envoy {
+func startEnvoy(t testing.TB, s *Server) *envoy {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer(grpc.WaitForHandlers(true))
@@ -43,7 +43,7 @@ func startEnvoy(t *testing.T, s *Server) *envoy {
 
 // exchange is one request's ext_proc stream.
 type exchange struct {
-	t      *testing.T
+	t      testing.TB
 	stream extprocv3.ExternalProcessor_ProcessClient
 	cancel context.CancelFunc
 }

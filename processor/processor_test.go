@@ -39,7 +39,7 @@ consumers:
   - {name: admin, keys: [sk-admin]}
 `
 
-func newFixture(t *testing.T, src string) *fixture {
+func newFixture(t testing.TB, src string) *fixture {
 	t.Helper()
 	var c fixtureConfig
 	dec := yaml.NewDecoder(strings.NewReader(baseConsumers + src))

@@ -148,3 +148,20 @@ func TestServeAndDrain(t *testing.T) {
 		t.Fatalf("serve returned %v after cancel", err)
 	}
 }
+
+// FuzzParseConfig: any input is either a config or a clear error, never a
+// panic.
+func FuzzParseConfig(f *testing.F) {
+	if seed, err := os.ReadFile("../../envoy/tollgate.yaml"); err == nil {
+		f.Add(string(seed))
+	}
+	f.Add("consumers: [{name: a, keys: [k]}]\ntoken_ratelimit: [{rule_name: r, global_threshold: {token_per_minute: 5}}]\n")
+	f.Add("quota: {default: {tokens: 1, period: week, timezone: Europe/Paris}}\n")
+	f.Add("store: {type: redis, redis: {addrs: ['127.0.0.1:1']}}\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		c, err := ParseConfig(strings.NewReader(src), func(string) string { return "" })
+		if err == nil && c == nil {
+			t.Fatal("no config and no error")
+		}
+	})
+}

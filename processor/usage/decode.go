@@ -136,7 +136,7 @@ func (d *decoder) inflate(chunk []byte) error {
 		case wrapHeader:
 			ok, err := d.header()
 			if err != nil || !ok {
-				if err == nil && len(f.in) > maxHeld {
+				if err == nil && len(f.in)-int(f.pos>>3) > maxHeld {
 					err = errCorrupt
 				}
 				return err

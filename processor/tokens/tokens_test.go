@@ -1,0 +1,173 @@
+package tokens
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestGet(t *testing.T) {
+	for _, name := range allEncodings {
+		t.Run(name, func(t *testing.T) {
+			e := mustGet(t, name)
+			if e.Name() != name {
+				t.Fatalf("Name() = %q, want %q", e.Name(), name)
+			}
+			if again := mustGet(t, name); again != e {
+				t.Fatal("Get returned a second copy of the encoding")
+			}
+		})
+	}
+	_, err := Get("gpt2_base")
+	if err == nil || !strings.Contains(err.Error(), "gpt2_base") {
+		t.Fatalf("Get(unknown) error = %v, want one naming the encoding", err)
+	}
+}
+
+func TestForModel(t *testing.T) {
+	tests := []struct {
+		model string
+		want  string // "" when unknown
+	}{
+		{"gpt-4o", O200kBase},
+		{"gpt-4o-mini", O200kBase},
+		{"gpt-4o-2024-08-06", O200kBase},
+		{"chatgpt-4o-latest", O200kBase},
+		{"gpt-4.1", O200kBase},
+		{"gpt-4.1-nano-2025-04-14", O200kBase},
+		{"gpt-4.5-preview", O200kBase},
+		{"gpt-5", O200kBase},
+		{"gpt-5-mini", O200kBase},
+		{"gpt-5.1", O200kBase},
+		{"o1", O200kBase},
+		{"o1-mini", O200kBase},
+		{"o3-mini-2025-01-31", O200kBase},
+		{"o4-mini", O200kBase},
+		{"openai/gpt-4o", O200kBase},
+		{"azure/openai/gpt-4.1-mini", O200kBase},
+		{"GPT-4O", O200kBase},
+		{"ft:gpt-4o-mini:acme::abc123", O200kBase},
+		{"gpt-4", Cl100kBase},
+		{"gpt-4-turbo", Cl100kBase},
+		{"gpt-4-0613", Cl100kBase},
+		{"gpt-4-32k", Cl100kBase},
+		{"gpt-3.5-turbo", Cl100kBase},
+		{"gpt-3.5-turbo-0125", Cl100kBase},
+		{"gpt-35-turbo", Cl100kBase},
+		{"gpt-35-turbo-16k-0613", Cl100kBase},
+		{"ft:gpt-3.5-turbo:acme::xyz", Cl100kBase},
+		{"text-embedding-3-small", Cl100kBase},
+		{"text-embedding-3-large", Cl100kBase},
+		{"text-embedding-ada-002", Cl100kBase},
+		{"openai/text-embedding-3-small", Cl100kBase},
+		{"claude-3-5-sonnet", ""},
+		{"o100", ""},
+		{"gpt-4x", ""},
+		{"gpt-4.7", ""},
+		{"llama-3.1-70b", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.model, func(t *testing.T) {
+			e, ok := ForModel(tt.model)
+			if tt.want == "" {
+				if ok {
+					t.Fatalf("ForModel(%q) = %s, want unknown", tt.model, e.Name())
+				}
+				return
+			}
+			if !ok {
+				t.Fatalf("ForModel(%q) unknown, want %s", tt.model, tt.want)
+			}
+			if e.Name() != tt.want {
+				t.Fatalf("ForModel(%q) = %s, want %s", tt.model, e.Name(), tt.want)
+			}
+		})
+	}
+}
+
+// edgeCases exercise each branch of the pre-tokenizers and the BPE.
+var edgeCases = []string{
+	"", "a", " ", "  ", "\n", "hello world", "Hello World", "HELLO", "HELLOworld", "helloWORLD",
+	"it's", "IT'S", "it'S", "It'Ll", "it'x", "'s", "'", "''s", "x's's", " 's", "don't", "'ll'", "'LL", "'re'",
+	"a'", "he'd've", "1'st", "ǅemal", "ǅ", "ʰʰ", "ʰa", "Aʰ", "aʰ", "々々", "e\u0301", "\u0301", "\u0301\u0301a", " \u0301a",
+	"!\u0301", "A\u0301B", "ÀÉ", "ÀÉé",
+	"1", "12", "123", "1234", "1234567", "٣٤٥٦", "Ⅻ", "½¾", "a1b2", "1a", " 1", "  123",
+	"!", "!!", " !", "  !", "!\n", "!\r\n\r\n", "!/\n/x", " /", "//", "!\n/", "...\n\n", " ?\n",
+	"   x", "  \n  x", "\n\n\nx", "\r\n\r\n  ", "\t\tx", " \t\n", " \u00a0x", "\u3000\u3000中", "a  ", "a \n", "\n ",
+	"  \n\n  \n x", "x\n \n", "\v\fa",
+	"中文", "中文，测试。", "，中文", " 中文", "ー", "カタカナー", "한국어", "😀", "👍🏽", "👨‍👩‍👧", " 😀😀", "🇺🇸🇯🇵",
+	"\xff", "\xff\xfe", "a\xffb", "\xe4\xb8", "\xe4\xb8a", "\xed\xa0\x80", " \xff", "\xffs", "'\xff", "\xef\xbf\xbd",
+	"<|endoftext|>", "<|fim_prefix|>x", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	strings.Repeat("中", 200), strings.Repeat(" ", 300), strings.Repeat("ab", 150), strings.Repeat("!", 100) + "\n",
+	strings.Repeat("1", 100), strings.Repeat("\r\n", 50), strings.Repeat("a b ", 50),
+}
+
+func TestCountEdgeCases(t *testing.T) {
+	for _, name := range allEncodings {
+		e := mustGet(t, name)
+		t.Run(name, func(t *testing.T) {
+			for _, s := range edgeCases {
+				if got, want := e.Count(s), oracleCount(t, name, s); got != want {
+					t.Errorf("Count(%q) = %d, want %d", s, got, want)
+				}
+				if got, want := e.CountBytes([]byte(s)), e.Count(s); got != want {
+					t.Errorf("CountBytes(%q) = %d, Count = %d", s, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestCountKnown pins a few counts published by OpenAI's tokenizer, so that a
+// change of oracle cannot hide a wrong count.
+func TestCountKnown(t *testing.T) {
+	tests := []struct {
+		enc, text string
+		want      int
+	}{
+		{Cl100kBase, "hello world", 2},
+		{O200kBase, "hello world", 2},
+		{Cl100kBase, "tiktoken is great!", 6},
+		{R50kBase, "hello world", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.enc+"/"+tt.text, func(t *testing.T) {
+			if got := mustGet(t, tt.enc).Count(tt.text); got != tt.want {
+				t.Fatalf("Count = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCountCorpus(t *testing.T) {
+	paras := corpusParagraphs()
+	if n := len(corpusText()); n < 1<<20 {
+		t.Fatalf("corpus is %d bytes, want at least 1 MiB", n)
+	}
+	encs := []string{O200kBase, Cl100kBase}
+	if !testing.Short() {
+		encs = allEncodings
+	}
+	for _, name := range encs {
+		t.Run(name, func(t *testing.T) {
+			e := mustGet(t, name)
+			total := 0
+			for i, p := range paras {
+				got, want := e.Count(p), oracleCount(t, name, p)
+				if got != want {
+					t.Errorf("paragraph %d %q: Count = %d, want %d", i, p, got, want)
+				}
+				total += got
+			}
+			whole := corpusText()
+			got, want := e.Count(whole), oracleCount(t, name, whole)
+			if got != want {
+				t.Fatalf("whole corpus: Count = %d, want %d", got, want)
+			}
+			t.Logf("%s: %d bytes, %d tokens", name, len(whole), got)
+			if total < got/2 {
+				t.Fatalf("paragraph counts sum to %d, whole corpus %d", total, got)
+			}
+		})
+	}
+}
