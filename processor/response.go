@@ -119,12 +119,16 @@ func (st *stream) settle() *structpb.Struct {
 	st.settled = true
 	now := st.s.o.Clock()
 	u := st.usage()
+	// The settlement may outlive this stream (the ledger spools it while
+	// the store is down), so it gets its own copy of the reservation; the
+	// windows and balance inside are allocated per request.
+	res := st.reservation
 	s := &ledger.Settlement{
 		ID:          st.id,
 		Consumer:    st.consumer.Name,
 		Model:       st.model,
 		Day:         now.UTC().Format(time.DateOnly),
-		Reservation: &st.reservation,
+		Reservation: &res,
 		Usage:       u,
 	}
 	if st.decision != nil {
