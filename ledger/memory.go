@@ -12,6 +12,12 @@ import (
 // it is well above any replay delay the spool allows for.
 const markerTTL = 72 * time.Hour
 
+// memMarkerTTL is how long the memory store remembers a settled id. Its
+// settlements are never spooled and replayed, so duplicates can only come
+// from the request path within a request's lifetime; a short memory keeps
+// the map small (one entry per request).
+const memMarkerTTL = time.Hour
+
 // defaultUsageTTL is how long daily usage totals are kept.
 const defaultUsageTTL = 90 * 24 * time.Hour
 
@@ -242,7 +248,7 @@ func (m *Memory) Settle(_ context.Context, s *Settlement) error {
 	if exp, ok := m.settled[s.ID]; ok && exp > now {
 		return nil
 	}
-	m.settled[s.ID] = now + markerTTL.Microseconds()
+	m.settled[s.ID] = now + memMarkerTTL.Microseconds()
 	if r := s.Reservation; r != nil && s.Hold.taken() {
 		for i := range r.Windows {
 			w := &r.Windows[i]
