@@ -43,6 +43,9 @@ type serverStream struct {
 	got []*extprocsvc.ProcessingRequest
 	// end is how the stream ended for the server (io.EOF, a cancellation...).
 	end error
+	// closeNow makes the server end the stream as soon as the script
+	// returns, instead of waiting to see how the client ends it.
+	closeNow bool
 }
 
 func (s *serverStream) recv() (*extprocsvc.ProcessingRequest, error) {
@@ -106,7 +109,7 @@ func startExtServer(t *testing.T, sc script) *extServer {
 func (e *extServer) Process(srv extprocsvc.ExternalProcessor_ProcessServer) error {
 	s := &serverStream{srv: srv}
 	err := e.script(s)
-	if s.end == nil {
+	if s.end == nil && err == nil && !s.closeNow {
 		// Wait for the client to end the stream, to see how it does.
 		for {
 			if _, rerr := s.recv(); rerr != nil {
