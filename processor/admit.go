@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/limiter"
 	"github.com/tollgate-ai/tollgate/processor/tokens"
 	"github.com/tollgate-ai/tollgate/processor/usage"
 )
@@ -94,7 +95,11 @@ func (st *stream) refusal(d *ledger.Decision) *apiError {
 		kind = "requests"
 	}
 	e := &apiError{status: rej.Code, kind: kind, code: "rate_limit_exceeded", message: rej.Message}
-	if d.RetryAfter > 0 {
+	if d.TooLarge {
+		// Waiting will not help: the request alone is over the limit.
+		e.message = fmt.Sprintf("This request needs %d tokens, more than the limit of %d for %s (rule %s); send a shorter prompt or a lower max_tokens.",
+			w.Amount(st.reservation.Input, st.reservation.Output), w.Limit, limiter.WindowName(w), w.Rule)
+	} else if d.RetryAfter > 0 {
 		e.headers.setHeader("retry-after", retryAfter(d.RetryAfter))
 	}
 	st.rateHeaders(&e.headers)

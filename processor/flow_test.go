@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -302,3 +303,22 @@ func waitTotals(t *testing.T, f *fixture, consumer string, cond func(totalsView)
 }
 
 func sleepBriefly() { time.Sleep(5 * time.Millisecond) }
+
+func TestRequestLargerThanTheLimitSaysSo(t *testing.T) {
+	f := newFixture(t, `
+token_ratelimit:
+  - rule_name: tpm
+    rule_items: [{limit_by_per_consumer: "", limit_keys: [{key: "*", token_per_minute: 1000}]}]
+`)
+	x := f.envoy.open()
+	x.send(requestHeaders(false, chatHeaders("sk-a")...))
+	ir := immediateOf(t, x.send(requestBody(`{"model":"gpt-4o","max_tokens":5000,"messages":[{"role":"user","content":"hi"}]}`)))
+	msg, _, _ := decodeError(t, ir.GetBody())
+	hs, _ := mutationHeaders(ir.GetHeaders())
+	if ir.GetStatus().GetCode() != 429 || !strings.Contains(msg, "more than the limit of 1000") {
+		t.Fatalf("got %d %q", ir.GetStatus().GetCode(), msg)
+	}
+	if _, ok := hs["retry-after"]; ok {
+		t.Errorf("retry-after promises a wait that cannot help: %v", hs)
+	}
+}

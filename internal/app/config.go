@@ -126,7 +126,9 @@ func ParseConfig(r io.Reader, getenv func(string) string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read config: %w", err)
 	}
-	var c Config
+	// Sections decode over their defaults, so that a field left out keeps
+	// its default while one written empty stays empty.
+	c := Config{Store: ledger.DefaultConfig()}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {

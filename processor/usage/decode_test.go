@@ -51,7 +51,7 @@ func samples() map[string][]byte {
 	}
 }
 
-func deflateBytes(t *testing.T, b []byte, level int) []byte {
+func deflateBytes(t testing.TB, b []byte, level int) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w, err := flate.NewWriter(&buf, level)

@@ -245,7 +245,13 @@ func (m *Meter) consume(b []byte) {
 		m.scan.feed(b)
 		return
 	}
-	if len(m.body)+len(b) <= m.o.MaxBody {
+	if n := len(m.body) + len(b); n <= m.o.MaxBody {
+		if n > cap(m.body) {
+			// Grow by doubling, but never past MaxBody.
+			grown := make([]byte, len(m.body), min(max(2*cap(m.body), n, 4096), m.o.MaxBody))
+			copy(grown, m.body)
+			m.body = grown
+		}
 		m.body = append(m.body, b...)
 		return
 	}
