@@ -304,6 +304,7 @@ func (x *exchange) produce(src io.Reader, dir direction, queue chan<- chunk, don
 				req = &extprocsvc.ProcessingRequest{Request: &extprocsvc.ProcessingRequest_RequestBody{RequestBody: body}}
 			}
 			x.decorate(req, dir)
+			x.rec.MessagesSent++
 			// A failed Send surfaces as the stream's error when the answer
 			// is awaited.
 			_ = x.stream.send(req, x.timeout)
