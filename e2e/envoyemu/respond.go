@@ -224,7 +224,7 @@ type chunk struct {
 // (end_of_stream on the last, an empty one when the end comes alone) without
 // waiting for earlier answers, as Envoy pipelines them; answers are matched
 // to chunks in order and each body mutation replaces only its own chunk.
-func (x *exchange) streamBody(src io.Reader, dir direction, sink func([]byte) bool, resetFlags func() string) bool {
+func (x *exchange) streamBody(src io.ReadCloser, dir direction, sink func([]byte) bool, resetFlags func() string) bool {
 	if x.open() == flowEnd {
 		return false
 	}
@@ -234,8 +234,18 @@ func (x *exchange) streamBody(src io.Reader, dir direction, sink func([]byte) bo
 	}
 	queue := make(chan chunk, 64)
 	done := make(chan struct{})
-	defer close(done)
-	go x.produce(src, dir, queue, done)
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		x.produce(src, dir, queue, done)
+	}()
+	// The producer touches the exchange; it must be gone before the request
+	// ends, even by a reset. Closing src ends a read it may be blocked in.
+	defer func() {
+		close(done)
+		_ = src.Close()
+		<-exited
+	}()
 	for c := range queue {
 		if c.err != nil {
 			if dir == decoding {
