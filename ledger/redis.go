@@ -130,8 +130,6 @@ func tagOf(key string) string {
 	return key[open+1 : open+1+end]
 }
 
-func consumerTag(consumer string) string { return "c:" + consumer }
-
 func (r *Redis) markerKey(tag, id string) string {
 	return r.prefix + "settled:{" + tag + "}:" + id
 }

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+
+	"github.com/tollgate-ai/tollgate/ledger"
 )
 
 // Window keys have the shape
@@ -48,23 +50,15 @@ func appendDigest[S ~string | ~[]byte](dst []byte, mode byte, source string, s S
 }
 
 // appendConsumerTag appends the tag of a consumer's windows without the
-// braces: "c:<consumer>", or "c:#<digest>" for a name holding a brace,
-// which would end (or start) the tag early.
+// braces (see [ledger.ConsumerTag]).
 func appendConsumerTag(dst []byte, consumer string) []byte {
-	dst = append(dst, "c:"...)
-	if strings.ContainsAny(consumer, "{}") {
-		dst = append(dst, '#')
-		return appendDigest(dst, modeValue, "consumer", consumer)
-	}
-	return append(dst, consumer...)
+	return append(dst, strings.Trim(ledger.ConsumerTag(consumer), "{}")...)
 }
 
 // ConsumerTag returns the Redis hash tag, braces included, under which the
-// windows of one consumer are kept. Stores that want a consumer's other keys
-// (its quota balance) in the same Cluster slot use the same tag.
-func ConsumerTag(consumer string) string {
-	return "{" + string(appendConsumerTag(nil, consumer)) + "}"
-}
+// windows of one consumer are kept: [ledger.ConsumerTag], shared with the
+// consumer's quota balance and usage totals so they sit in one Cluster slot.
+func ConsumerTag(consumer string) string { return ledger.ConsumerTag(consumer) }
 
 // appendRuleTag appends "r:<rule>:<digest>".
 func appendRuleTag[S ~string | ~[]byte](dst []byte, rule string, mode byte, source string, s S) []byte {

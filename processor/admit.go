@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -95,7 +96,10 @@ func (st *stream) refusal(d *ledger.Decision) *apiError {
 		kind = "requests"
 	}
 	e := &apiError{status: rej.Code, kind: kind, code: "rate_limit_exceeded", message: rej.Message}
-	if d.TooLarge {
+	if rej.Custom && json.Valid([]byte(rej.Message)) {
+		e.raw = []byte(rej.Message)
+	}
+	if d.TooLarge && !rej.Custom {
 		// Waiting will not help: the request alone is over the limit.
 		e.message = fmt.Sprintf("This request needs %d tokens, more than the limit of %d for %s (rule %s); send a shorter prompt or a lower max_tokens.",
 			w.Amount(st.reservation.Input, st.reservation.Output), w.Limit, limiter.WindowName(w), w.Rule)

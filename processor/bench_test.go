@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"strings"
 	"io"
+	"strings"
 	"testing"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -31,9 +31,9 @@ func (d *directStream) Recv() (*extprocv3.ProcessingRequest, error) {
 	return d.reqs[d.i-1], nil
 }
 func (d *directStream) Send(*extprocv3.ProcessingResponse) error { d.sent++; return nil }
-func (d *directStream) SetHeader(metadata.MD) error          { return nil }
-func (d *directStream) SendHeader(metadata.MD) error         { return nil }
-func (d *directStream) SetTrailer(metadata.MD)               {}
+func (d *directStream) SetHeader(metadata.MD) error              { return nil }
+func (d *directStream) SendHeader(metadata.MD) error             { return nil }
+func (d *directStream) SetTrailer(metadata.MD)                   {}
 
 // benchRequest is the standard shape: a 2 KiB user message, stream: true,
 // 200 SSE chunks with usage in the last.

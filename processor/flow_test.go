@@ -322,3 +322,31 @@ token_ratelimit:
 		t.Errorf("retry-after promises a wait that cannot help: %v", hs)
 	}
 }
+
+// TestCustomJSONRefusalIsSentAsWritten: Higress sends rejected_msg as the
+// body; a JSON message keeps its shape, plain text goes in an OpenAI error.
+func TestCustomJSONRefusalIsSentAsWritten(t *testing.T) {
+	f := newFixture(t, `
+request_ratelimit:
+  - rule_name: rpm
+    rule_items: [{limit_by_per_consumer: "", limit_keys: [{key: "*", query_per_minute: 1}]}]
+    rejected_code: 503
+    rejected_msg: '{"code":-1,"msg":"busy"}'
+`)
+	for i := range 2 {
+		x := f.envoy.open()
+		x.send(requestHeaders(false, chatHeaders("sk-a")...))
+		resp := x.send(requestBody(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+		if i == 0 {
+			if resp.GetImmediateResponse() != nil {
+				t.Fatal("first request refused")
+			}
+			x.cancel()
+			continue
+		}
+		ir := immediateOf(t, resp)
+		if ir.GetStatus().GetCode() != 503 || string(ir.GetBody()) != `{"code":-1,"msg":"busy"}` {
+			t.Fatalf("got %d %s", ir.GetStatus().GetCode(), ir.GetBody())
+		}
+	}
+}

@@ -24,9 +24,15 @@ type apiError struct {
 	code    string
 	message string
 	headers mutation
+	// raw, when set, is sent as the body instead: an operator's own JSON
+	// refusal (Higress sends rejected_msg as written).
+	raw []byte
 }
 
 func (e *apiError) body(api usage.API) []byte {
+	if e.raw != nil {
+		return e.raw
+	}
 	var v any
 	if api == usage.APIAnthropicMessages {
 		v = map[string]any{"type": "error", "error": map[string]string{"type": anthropicKind(e.status), "message": e.message}}

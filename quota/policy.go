@@ -107,7 +107,7 @@ func (p *Policy) Balance(consumer, model string, now time.Time) *ledger.Balance 
 	if a == nil {
 		return nil
 	}
-	key := p.prefix + "{c:" + consumer + "}"
+	key := p.prefix + ledger.ConsumerTag(consumer)
 	if a.perModel {
 		key += ":m:" + model
 	}
