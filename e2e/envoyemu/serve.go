@@ -124,7 +124,7 @@ func (x *exchange) decodeHeaders(h *headerMap, hasBody bool) (requestBody, bool)
 				x.dec.body = extprocv3.ProcessingMode_NONE
 			}
 		}
-	} else if x.dec.removesContentLength() {
+	} else if !x.complete.Load() && x.dec.removesContentLength() {
 		h.del("content-length")
 	}
 	if replaced != nil {
