@@ -25,7 +25,7 @@ const shippedYAML = "../../envoy/envoy.yaml"
 
 // shippedFilter is the ext_proc filter of tollgate's own envoy.yaml; tests
 // change a copy when they need other settings.
-func shippedFilter(t *testing.T) *extprocv3.ExternalProcessor {
+func shippedFilter(t testing.TB) *extprocv3.ExternalProcessor {
 	t.Helper()
 	f, err := LoadFilterConfig(shippedYAML)
 	if err != nil {
@@ -91,7 +91,7 @@ type extServer struct {
 	doneCh chan *serverStream
 }
 
-func startExtServer(t *testing.T, sc script) *extServer {
+func startExtServer(t testing.TB, sc script) *extServer {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -122,7 +122,7 @@ func (e *extServer) Process(srv extprocsvc.ExternalProcessor_ProcessServer) erro
 }
 
 // nextStream waits for a stream to end on the server.
-func (e *extServer) nextStream(t *testing.T) *serverStream {
+func (e *extServer) nextStream(t testing.TB) *serverStream {
 	t.Helper()
 	select {
 	case s := <-e.doneCh:
@@ -141,7 +141,7 @@ type env struct {
 	records chan Record
 }
 
-func newEnv(t *testing.T, f *extprocv3.ExternalProcessor, sc script, upstream http.Handler, mod ...func(*Options)) *env {
+func newEnv(t testing.TB, f *extprocv3.ExternalProcessor, sc script, upstream http.Handler, mod ...func(*Options)) *env {
 	t.Helper()
 	ext := startExtServer(t, sc)
 	up := httptest.NewServer(upstream)
@@ -166,7 +166,7 @@ func newEnv(t *testing.T, f *extprocv3.ExternalProcessor, sc script, upstream ht
 	return &env{proxy: p, url: front.URL, ext: ext, records: records}
 }
 
-func (e *env) record(t *testing.T) Record {
+func (e *env) record(t testing.TB) Record {
 	t.Helper()
 	select {
 	case r := <-e.records:
@@ -178,7 +178,7 @@ func (e *env) record(t *testing.T) Record {
 }
 
 // do sends a request through the emulator and reads the whole response.
-func (e *env) do(t *testing.T, method, path, body string, hdr http.Header) (*http.Response, string, error) {
+func (e *env) do(t testing.TB, method, path, body string, hdr http.Header) (*http.Response, string, error) {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -272,7 +272,7 @@ func immediate(code int, body string, hdrs ...*corev3.HeaderValueOption) *extpro
 	}}}
 }
 
-func metadata(t *testing.T, m map[string]any) *structpb.Struct {
+func metadata(t testing.TB, m map[string]any) *structpb.Struct {
 	t.Helper()
 	s, err := structpb.NewStruct(m)
 	if err != nil {

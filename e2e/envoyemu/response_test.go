@@ -13,7 +13,7 @@ import (
 	"github.com/tollgate-ai/tollgate/e2e/fakellm"
 )
 
-func fakeLLM(t *testing.T) *fakellm.Server {
+func fakeLLM(t testing.TB) *fakellm.Server {
 	t.Helper()
 	s, err := fakellm.New(fakellm.Options{})
 	if err != nil {
