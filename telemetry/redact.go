@@ -88,9 +88,11 @@ func hasOpaqueRun(v string) bool {
 const minSecretLen = 8
 
 // secrets holds the exact values (provider keys and the like) that must
-// never be reported, read from a callback at most once a second.
+// never be reported, read from a callback at most once a second, and
+// recognizes consumer keys.
 type secrets struct {
 	list  func() []string
+	isKey func(string) bool
 	clock func() time.Time
 	vals  atomic.Pointer[[]string]
 	next  atomic.Int64
@@ -126,7 +128,7 @@ func (s *secrets) scrub(v string) string {
 			return redacted
 		}
 	}
-	if looksLikeCredential(v) {
+	if looksLikeCredential(v) || s.isKey != nil && s.isKey(strings.TrimSpace(v)) {
 		return redacted
 	}
 	return v

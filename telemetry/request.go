@@ -208,7 +208,12 @@ func (carrier) Keys() []string     { return []string{"traceparent", "tracestate"
 // startSpan starts the request's span, named as the GenAI semantic
 // conventions say: "{operation} {model}".
 func (t *Telemetry) startSpan(r *Request, operation string, start time.Time) (context.Context, trace.Span) {
-	parent := t.prop.Extract(background, carrier{r.TraceParent, r.TraceState})
+	state := r.TraceState
+	if t.secrets.scrub(state) == redacted {
+		// Vendors' entries travel on; a credential a client put there does not.
+		state = ""
+	}
+	parent := t.prop.Extract(background, carrier{r.TraceParent, state})
 	model := t.secrets.scrub(r.Model)
 	name := operation
 	if model != "" {

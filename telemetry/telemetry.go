@@ -50,6 +50,11 @@ type Options struct {
 	// a log, such as the provider keys tollgate injects. Values shorter than
 	// 8 bytes are ignored. Called at most once a second.
 	Secrets func() []string
+	// IsKey reports whether a value is a consumer's API key (the consumer
+	// registry's lookup). Values a client chose, such as the model, are
+	// checked with it, so that a key pasted in place of a model name is
+	// never reported.
+	IsKey func(string) bool
 	// Logger receives the per-request log line and exporter errors; default
 	// discards.
 	Logger *slog.Logger
@@ -136,7 +141,7 @@ func New(ctx context.Context, cfg Config, o Options) (*Telemetry, error) {
 	case "info":
 		t.logOn, t.logLevel = true, slog.LevelInfo
 	}
-	t.secrets = &secrets{list: o.Secrets, clock: o.Clock}
+	t.secrets = &secrets{list: o.Secrets, isKey: o.IsKey, clock: o.Clock}
 	suspect := func(v string) bool { return t.secrets.scrub(v) == redacted }
 	known := &knownSet{list: o.Consumers, clock: o.Clock}
 	t.models = newCapped(cfg.MaxModels, globs(cfg.Models))
