@@ -57,10 +57,12 @@ type mutation struct {
 	remove []string
 }
 
+// setHeader replaces the header. Envoy's ext_proc reads only the value's
+// raw_value and only the old append flag (false, the default, overwrites);
+// it ignores append_action.
 func (m *mutation) setHeader(name, value string) {
 	m.set = append(m.set, &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: name, RawValue: []byte(value)},
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		Header: &corev3.HeaderValue{Key: name, RawValue: []byte(value)},
 	})
 }
 

@@ -54,9 +54,9 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	return resp
 }
 
-// responseBody meters one chunk of the response; in STREAMED mode Envoy
-// sends every chunk and waits for its answer, and a body mutation replaces
-// that chunk only.
+// responseBody meters one chunk of the response. In STREAMED mode Envoy
+// sends the chunks as they come, without waiting for earlier answers, and
+// matches the answers in order; a body mutation replaces its chunk only.
 func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	br := &extprocv3.BodyResponse{}
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: br}}

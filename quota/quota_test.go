@@ -166,10 +166,10 @@ consumers: {}
 		return p.HandleAdmin(ctx, store, op, caller, q, []byte(form), now)
 	}
 	steps := []struct {
-		name               string
-		op                 AdminOp
+		name                string
+		op                  AdminOp
 		caller, query, form string
-		want               Reply
+		want                Reply
 	}{
 		{"query of an untouched consumer is 0", Query, "admin", "consumer=team-a", "",
 			Reply{200, "application/json", `{"consumer":"team-a","quota":0}`}},
