@@ -32,9 +32,9 @@ var (
 func TestSecretsNeverReported(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tel, logs := newTest(t, Config{Models: []string{"*"}}, Options{
-		Consumers: consumersFunc("alice"),
-		Secrets:   func() []string { return []string{providerKey} },
-		IsKey:     func(s string) bool { return s == consumerKey },
+		Consumers:    consumersFunc("alice"),
+		Secrets:      func() []string { return []string{providerKey} },
+		IsKey:        func(s string) bool { return s == consumerKey },
 		SpanExporter: exp,
 	})
 	secrets := append([]string{providerKey, consumerKey}, lookalikes...)
