@@ -97,6 +97,7 @@ func TestJSONScan(t *testing.T) {
 		{"scalar at end", `{"usage":42}`, `42`, ``},
 		{"top-level array", `[{"usage":{"a":1}},"usage",{"usage":2}]`, ``, ``},
 		{"garbage", `}}]]"usage":{"a":1}`, ``, ``},
+		{"nested is separate", `{"response":{"usage":{"a":1},"model":"r"},"usage":{"b":2}}`, `{"b":2}`, ``},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,6 +110,34 @@ func TestJSONScan(t *testing.T) {
 				s.finish()
 				if string(s.usage) != tt.usage || string(s.model) != tt.model {
 					t.Fatalf("splitting %d: usage %q model %q, want %q %q", i, s.usage, s.model, tt.usage, tt.model)
+				}
+			}
+		})
+	}
+}
+
+func TestJSONScanNested(t *testing.T) {
+	tests := []struct {
+		name, body, usage, model string
+	}{
+		{"response", `{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":1},"model":"m"}}`, `{"input_tokens":1}`, `"m"`},
+		{"message", `{"type":"message_start","message":{"model":"c","usage":{"input_tokens":3}}}`, `{"input_tokens":3}`, `"c"`},
+		{"deeper is ignored", `{"response":{"output":[{"usage":{"x":1},"model":"no"}]}}`, ``, ``},
+		{"parent closes", `{"response":{"a":1},"x":{"usage":{"y":2}}}`, ``, ``},
+		{"not an object", `{"response":"usage","message":[{"usage":1}]}`, ``, ``},
+		{"nested response key", `{"x":{"response":{"usage":{"a":1}}}}`, ``, ``},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i, chunks := range splittings([]byte(tt.body), 30, 23) {
+				var s jsonScan
+				s.reset()
+				for _, c := range chunks {
+					s.feed(c)
+				}
+				s.finish()
+				if string(s.innerUsage) != tt.usage || string(s.innerModel) != tt.model || len(s.usage) != 0 {
+					t.Fatalf("splitting %d: inner usage %q model %q, top usage %q", i, s.innerUsage, s.innerModel, s.usage)
 				}
 			}
 		})

@@ -61,10 +61,22 @@ type decoder struct {
 	size    uint32 // gzip ISIZE: output length mod 2^32
 	adler   uint32 // zlib Adler-32 of the output
 
-	br  *brotli.Reader
-	src chunkSource
-	out []byte
+	br    *brotli.Reader
+	src   chunkSource
+	out   []byte
+	brIn  int64 // compressed bytes given to brotli
+	brOut int64 // bytes it decoded
 }
+
+// maxBrotliRatio bounds brotli's expansion. DEFLATE cannot expand more than
+// about 1032 times, but a few kilobytes of brotli can claim gigabytes
+// (text compresses 5 to 20 times, repetitive JSON a few hundred); a
+// stream decoding past this ratio (plus maxBrotliSlack) is given up on as
+// a decompression bomb rather than spending the CPU to read it.
+const (
+	maxBrotliRatio = 4096
+	maxBrotliSlack = 16 << 20
+)
 
 func encodingKind(s string) encKind {
 	s = strings.TrimSpace(s)
@@ -102,6 +114,7 @@ func (d *decoder) reset(encoding string) {
 			d.out = make([]byte, 32<<10)
 		}
 		d.src.b = nil
+		d.brIn, d.brOut = 0, 0
 		_ = d.br.Reset(&d.src) // documented to always return nil
 	}
 }
@@ -277,9 +290,15 @@ func (d *decoder) inflated(p []byte) {
 
 func (d *decoder) brotli(chunk []byte) {
 	d.src.b = chunk
+	d.brIn += int64(len(chunk))
 	for {
 		n, err := d.br.Read(d.out)
 		if n > 0 {
+			d.brOut += int64(n)
+			if d.brOut > maxBrotliRatio*d.brIn+maxBrotliSlack {
+				d.failed = true
+				return
+			}
 			d.sink.consume(d.out[:n])
 		}
 		if err != nil {

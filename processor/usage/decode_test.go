@@ -214,3 +214,26 @@ func TestAdler32(t *testing.T) {
 		t.Fatalf("adler32 %08x, zlib trailer %x", got, tail)
 	}
 }
+
+// TestBrotliBomb: a small brotli body claiming far more output than any
+// response is given up on, quickly.
+func TestBrotliBomb(t *testing.T) {
+	huge := bytes.Repeat([]byte{'a'}, 40<<20)
+	bomb := brotliBytes(t, huge)
+	if len(bomb) > 1024 {
+		t.Fatalf("bomb is %d bytes", len(bomb))
+	}
+	out, d := decodeChunks("br", [][]byte{bomb})
+	if !d.failed || len(out) > maxBrotliRatio*len(bomb)+maxBrotliSlack+len(d.out) {
+		t.Fatalf("failed %v after %d bytes", d.failed, len(out))
+	}
+	// A large but ordinary ratio is fine.
+	var text []byte
+	for i := range 100000 {
+		text = fmt.Appendf(text, "data: {\"choices\":[{\"delta\":{\"content\":\"hello %d\"}}]}\n\n", i)
+	}
+	out, d = decodeChunks("br", [][]byte{brotliBytes(t, text)})
+	if d.failed || !bytes.Equal(out, text) {
+		t.Fatalf("ordinary stream: failed %v, %d bytes of %d", d.failed, len(out), len(text))
+	}
+}

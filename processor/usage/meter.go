@@ -286,6 +286,40 @@ func (m *Meter) event(name, data []byte) bool {
 	return false
 }
 
+// bigStart implements eventHandler: an event too large to keep is scanned
+// for its usage instead.
+func (m *Meter) bigStart() { m.scan.reset() }
+
+// bigData implements eventHandler.
+func (m *Meter) bigData(p []byte) { m.scan.feed(p) }
+
+// bigEnd implements eventHandler: the usage found in a large event counts
+// as in a small one. Its text is not counted.
+func (m *Meter) bigEnd([]byte) {
+	s := &m.scan
+	s.finish()
+	switch m.o.API {
+	case APIResponses:
+		m.setModel(gjson.Parse(bytesString(s.innerModel)))
+		if u := gjson.Parse(bytesString(s.innerUsage)); u.IsObject() {
+			m.openAIUsage(u)
+		}
+	case APIAnthropicMessages:
+		m.setModel(gjson.Parse(bytesString(s.innerModel)))
+		if u := gjson.Parse(bytesString(s.innerUsage)); u.IsObject() {
+			m.anthropicUsage(u, false) // message_start
+		}
+		if u := gjson.Parse(bytesString(s.usage)); u.IsObject() {
+			m.anthropicUsage(u, true) // message_delta
+		}
+	default:
+		m.setModel(gjson.Parse(bytesString(s.model)))
+		if u := gjson.Parse(bytesString(s.usage)); u.IsObject() {
+			m.openAIUsage(u)
+		}
+	}
+}
+
 // finishJSON reads a whole non-SSE body.
 func (m *Meter) finishJSON() {
 	if m.overflow {

@@ -3,9 +3,11 @@ package usage
 import "bytes"
 
 // maxEventSize bounds the memory one SSE event may take (its data and, when
-// forwarding, its raw bytes). A larger event is skipped as malformed and
-// forwarded untouched; the stream goes on. No provider sends usage or a
-// token delta anywhere near this size.
+// forwarding, its raw bytes). A larger event is not kept: its data is only
+// scanned for a usage object in bounded memory (a Responses API
+// response.completed event repeats the whole output, generated images
+// included, and can run to megabytes), it is counted as malformed and
+// forwarded untouched; the stream goes on.
 const maxEventSize = 1 << 20
 
 // keepBuffer is the largest buffer kept across a reset: a pooled Meter
@@ -15,39 +17,67 @@ const keepBuffer = 256 << 10
 // maxEventName bounds the "event:" field kept; longer names match nothing.
 const maxEventName = 128
 
+var (
+	bom     = [3]byte{0xef, 0xbb, 0xbf}
+	newline = []byte{'\n'}
+)
+
 // eventHandler receives the events of a stream. data is only valid during
-// the call. It returns true to remove the event from the forwarded bytes.
+// the call. event returns true to remove the event from the forwarded
+// bytes. An event past maxEventSize comes as bigStart, its data in pieces
+// through bigData, and bigEnd.
 type eventHandler interface {
 	event(name, data []byte) (drop bool)
+	bigStart()
+	bigData(p []byte)
+	bigEnd(name []byte)
 }
+
+type fieldKind uint8
+
+const (
+	fieldPending fieldKind = iota // the colon has not been seen yet
+	fieldData
+	fieldEvent
+	fieldOther
+)
 
 // sseParser frames a text/event-stream the way the WHATWG HTML standard
 // ("Server-sent events", "Interpreting an event stream") does, fed with
 // chunks split anywhere: lines end with \n, \r\n or a lone \r; a blank line
 // dispatches the event; data lines are joined with \n; lines starting with
-// ':' are comments. Unlike a browser it also dispatches an event left
-// without its blank line when the stream ends, so a stream cut after its
-// last event still counts.
+// ':' are comments; a leading BOM is skipped. Unlike a browser it also
+// dispatches an event left without its blank line when the stream ends, so
+// a stream cut after its last event still counts.
+//
+// Field values stream straight into the event's buffers: no line is
+// buffered, so a line split across chunks costs nothing more.
 //
 // When track is set it also splits the raw bytes into those of whole events
 // (appended to out, minus dropped events) and those of an event not yet
 // complete (held in pending until a later chunk completes it).
 type sseParser struct {
-	line     []byte // a line split across chunks (empty once oversize)
-	lineLen  int    // its length, counting bytes not kept
-	data     []byte // data buffer of the current event, one "\n" per line
+	// The line in progress.
+	inLine    bool      // the line has bytes
+	kind      fieldKind // what its field is, once known
+	field     [8]byte   // the field name's first bytes
+	fieldLen  int       // the field name's length so far
+	skipSpace bool      // a space right after the colon is not part of the value
+	bomSeen   int       // BOM bytes matched at the stream's start; -1 past it
+	cr        bool      // the last chunk ended with \r: a leading \n is its tail
+
+	// The event in progress.
+	data     []byte // data buffer, one "\n" after each data line
 	name     []byte // event type buffer
-	evBytes  int    // raw bytes of the current event so far
-	oversize bool   // the current event passed maxEventSize
-	started  bool   // a line was processed (a BOM is only skipped before)
-	cr       bool   // the last chunk ended with \r: a leading \n is its tail
+	evBytes  int    // raw bytes so far
+	oversize bool   // passed maxEventSize: data goes to bigData
 
 	// crBoundary is set when that \r ended the blank line closing an event:
 	// the \n then belongs to that event and is forwarded or dropped with it.
 	crBoundary bool
 	crDropped  bool
 
-	malformed int // events skipped because they passed maxEventSize
+	malformed int // events past maxEventSize
 
 	track   bool
 	out     []byte // forwardable bytes produced by the last feed or finish
@@ -57,12 +87,21 @@ type sseParser struct {
 
 func (p *sseParser) reset(track bool) {
 	*p = sseParser{
-		line:    p.line[:0],
 		data:    p.data[:0],
 		name:    p.name[:0],
 		out:     p.out[:0],
 		pending: p.pending[:0],
 		track:   track,
+	}
+}
+
+// shrink drops buffers a large event left behind, so that a pooled parser
+// does not pin them.
+func (p *sseParser) shrink() {
+	for _, b := range [...]*[]byte{&p.data, &p.name, &p.out, &p.pending} {
+		if cap(*b) > keepBuffer {
+			*b = nil
+		}
 	}
 }
 
@@ -85,7 +124,7 @@ func (p *sseParser) feed(b []byte, h eventHandler) {
 				}
 				start = 1
 			} else {
-				p.addBytes(1)
+				p.addBytes(1, h)
 			}
 		}
 		p.crBoundary = false
@@ -93,7 +132,8 @@ func (p *sseParser) feed(b []byte, h eventHandler) {
 	for i < len(b) {
 		j := lineEnd(b[i:])
 		if j < 0 {
-			p.carry(b[i:])
+			p.addBytes(len(b)-i, h)
+			p.segment(b[i:], h)
 			break
 		}
 		end := i + j
@@ -107,19 +147,10 @@ func (p *sseParser) feed(b []byte, h eventHandler) {
 				p.cr = true
 			}
 		}
-		line := b[i:end]
-		if p.lineLen > 0 {
-			p.carry(line)
-			line = p.line
-		} else {
-			p.lineLen = len(line)
-			p.addBytes(len(line))
-		}
-		if p.lineLen > 0 {
-			p.addBytes(next - end)
-			p.process(line)
-			p.line = p.line[:0]
-			p.lineLen = 0
+		if end > i || p.inLine {
+			p.addBytes(next-i, h)
+			p.segment(b[i:end], h)
+			p.endLine(h)
 			i = next
 			continue
 		}
@@ -148,15 +179,11 @@ func (p *sseParser) feed(b []byte, h eventHandler) {
 	}
 }
 
-// finish ends the stream. Unlike a browser, it dispatches an event left
-// without its closing blank line, so that a stream cut right after its last
-// event still counts. Held bytes are released to p.out.
+// finish ends the stream and releases held bytes to p.out.
 func (p *sseParser) finish(h eventHandler) {
 	p.out = p.out[:0]
-	if p.lineLen > 0 {
-		p.process(p.line)
-		p.line = p.line[:0]
-		p.lineLen = 0
+	if p.inLine {
+		p.endLine(h)
 	}
 	drop := p.dispatch(h)
 	if p.track {
@@ -170,25 +197,123 @@ func (p *sseParser) finish(h eventHandler) {
 	p.crBoundary = false
 }
 
-// carry keeps part of a line that continues in a later chunk.
-func (p *sseParser) carry(seg []byte) {
-	p.lineLen += len(seg)
-	p.addBytes(len(seg))
-	if !p.oversize {
-		p.line = append(p.line, seg...)
+// segment takes the next bytes of the current line.
+func (p *sseParser) segment(s []byte, h eventHandler) {
+	if len(s) == 0 {
+		return
+	}
+	p.inLine = true
+	for p.bomSeen >= 0 && len(s) > 0 {
+		if s[0] != bom[p.bomSeen] {
+			p.unBOM()
+			break
+		}
+		s = s[1:]
+		if p.bomSeen++; p.bomSeen == len(bom) {
+			p.bomSeen = -1
+		}
+	}
+	if p.kind == fieldPending {
+		c := bytes.IndexByte(s, ':')
+		name := s
+		if c >= 0 {
+			name = s[:c]
+		}
+		p.fieldBytes(name)
+		if c < 0 {
+			return
+		}
+		p.kind = p.fieldKind()
+		if p.kind == fieldEvent {
+			p.name = p.name[:0] // the last "event:" line names the event
+		}
+		p.skipSpace = true
+		s = s[c+1:]
+	}
+	if p.skipSpace && len(s) > 0 {
+		p.skipSpace = false
+		if s[0] == ' ' {
+			s = s[1:]
+		}
+	}
+	p.value(s, h)
+}
+
+// unBOM gives back as field bytes the start of a BOM that was not one.
+func (p *sseParser) unBOM() {
+	if p.bomSeen > 0 {
+		p.fieldBytes(bom[:p.bomSeen])
+	}
+	p.bomSeen = -1
+}
+
+func (p *sseParser) fieldBytes(b []byte) {
+	copy(p.field[min(p.fieldLen, len(p.field)):], b)
+	p.fieldLen += len(b)
+}
+
+func (p *sseParser) fieldKind() fieldKind {
+	switch string(p.field[:min(p.fieldLen, len(p.field))]) {
+	case "data":
+		if p.fieldLen == 4 {
+			return fieldData
+		}
+	case "event":
+		if p.fieldLen == 5 {
+			return fieldEvent
+		}
+	}
+	return fieldOther
+}
+
+// value routes part of a field's value.
+func (p *sseParser) value(v []byte, h eventHandler) {
+	switch p.kind {
+	case fieldData:
+		if p.oversize {
+			h.bigData(v)
+		} else {
+			p.data = append(p.data, v...)
+		}
+	case fieldEvent:
+		if n := maxEventName - len(p.name); n > 0 {
+			p.name = append(p.name, v[:min(n, len(v))]...)
+		}
 	}
 }
 
-// addBytes accounts n raw bytes to the current event and gives the event
-// up once it passes maxEventSize.
-func (p *sseParser) addBytes(n int) {
+// endLine ends a non-blank line.
+func (p *sseParser) endLine(h eventHandler) {
+	if p.bomSeen > 0 {
+		p.unBOM()
+	}
+	if p.kind == fieldPending {
+		// A field without a colon has an empty value.
+		if p.kind = p.fieldKind(); p.kind == fieldEvent {
+			p.name = p.name[:0]
+		}
+	}
+	switch p.kind {
+	case fieldData:
+		p.value(newline, h)
+	}
+	p.inLine = false
+	p.kind = fieldPending
+	p.fieldLen = 0
+	p.skipSpace = false
+}
+
+// addBytes accounts n raw bytes to the current event and stops keeping it
+// once it passes maxEventSize.
+func (p *sseParser) addBytes(n int, h eventHandler) {
 	p.evBytes += n
 	if p.evBytes <= maxEventSize || p.oversize {
 		return
 	}
 	p.oversize = true
+	h.bigStart()
+	h.bigData(p.data)
 	p.data = p.data[:0]
-	p.line = p.line[:0]
 	if p.track {
 		p.out = append(p.out, p.pending...)
 		p.pending = p.pending[:0]
@@ -196,41 +321,14 @@ func (p *sseParser) addBytes(n int) {
 	}
 }
 
-// process interprets one complete, non-blank line.
-func (p *sseParser) process(line []byte) {
-	if !p.started {
-		p.started = true
-		line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf"))
-	}
-	if p.oversize || len(line) == 0 || line[0] == ':' {
-		return
-	}
-	field, value := line, []byte(nil)
-	if c := bytes.IndexByte(line, ':'); c >= 0 {
-		field, value = line[:c], line[c+1:]
-		if len(value) > 0 && value[0] == ' ' {
-			value = value[1:]
-		}
-	}
-	switch string(field) {
-	case "data":
-		p.data = append(p.data, value...)
-		p.data = append(p.data, '\n')
-	case "event":
-		if len(value) > maxEventName {
-			value = value[:maxEventName]
-		}
-		p.name = append(p.name[:0], value...)
-	}
-}
-
 // dispatch ends the current event at a blank line (or the end of the
 // stream) and hands it over when it has data.
 func (p *sseParser) dispatch(h eventHandler) (drop bool) {
-	p.started = true
+	p.bomSeen = -1
 	switch {
 	case p.oversize:
 		p.malformed++
+		h.bigEnd(p.name)
 	case len(p.data) > 0:
 		drop = h.event(p.name, p.data[:len(p.data)-1])
 	}
@@ -252,14 +350,4 @@ func lineEnd(b []byte) int {
 		return r
 	}
 	return n
-}
-
-// shrink drops buffers a large event left behind, so that a pooled parser
-// does not pin them.
-func (p *sseParser) shrink() {
-	for _, b := range []*[]byte{&p.line, &p.data, &p.out, &p.pending} {
-		if cap(*b) > keepBuffer {
-			*b = nil
-		}
-	}
 }

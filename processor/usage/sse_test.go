@@ -3,21 +3,30 @@ package usage
 import (
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
 )
 
-// recorder collects events; it drops those whose data equals drop.
+// recorder collects events; it drops those whose data equals drop. A
+// large event is recorded by its size and checksum.
 type recorder struct {
 	events []string
 	drop   string
+	big    []byte
 }
 
 func (r *recorder) event(name, data []byte) bool {
 	r.events = append(r.events, string(name)+"|"+string(data))
 	return r.drop != "" && string(data) == r.drop
+}
+
+func (r *recorder) bigStart()        { r.big = r.big[:0] }
+func (r *recorder) bigData(p []byte) { r.big = append(r.big, p...) }
+func (r *recorder) bigEnd(name []byte) {
+	r.events = append(r.events, fmt.Sprintf("%s|big %d %08x", name, len(r.big), crc32.ChecksumIEEE(r.big)))
 }
 
 // frame runs a parser over chunks and returns the events and the bytes it
@@ -118,7 +127,8 @@ func TestSSEOversizeEvent(t *testing.T) {
 	stream := "data: a\n\ndata: " + big + "\n\n: c\ndata: b\n\n"
 	for i, chunks := range splittings([]byte(stream), 20, 3) {
 		got, fwd, malformed := frame(chunks, "b")
-		if want := []string{"|a", "|b"}; !slices.Equal(got, want) {
+		bigEv := fmt.Sprintf("|big %d %08x", len(big)+1, crc32.ChecksumIEEE([]byte(big+"\n")))
+		if want := []string{"|a", bigEv, "|b"}; !slices.Equal(got, want) {
 			t.Fatalf("splitting %d: events %q, want %q", i, got, want)
 		}
 		if malformed != 1 {
@@ -141,12 +151,12 @@ func TestSSEBoundedMemory(t *testing.T) {
 	copy(chunk, "data: ")
 	for range 64 { // 4 MiB
 		p.feed(chunk, r)
-		if len(p.line) > maxEventSize || len(p.data) > maxEventSize || len(p.pending) > maxEventSize {
-			t.Fatalf("buffers grew to line %d, data %d, pending %d", len(p.line), len(p.data), len(p.pending))
+		if len(p.data) > maxEventSize || len(p.pending) > maxEventSize || len(p.out) > len(chunk)+maxEventSize {
+			t.Fatalf("buffers grew to data %d, pending %d, out %d", len(p.data), len(p.pending), len(p.out))
 		}
 	}
 	p.feed([]byte("\n\ndata: ok\n\n"), r)
-	if !slices.Equal(r.events, []string{"|ok"}) || p.malformed != 1 {
+	if len(r.events) != 2 || r.events[1] != "|ok" || p.malformed != 1 {
 		t.Fatalf("events %q, malformed %d", r.events, p.malformed)
 	}
 }

@@ -294,3 +294,48 @@ func TestCutOpenAIStream(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeEvents puts the usage in events past maxEventSize (a Responses
+// API image generation result, a giant tool call, padded Anthropic
+// events): the usage is still read, and the stream forwarded untouched.
+func TestHugeEvents(t *testing.T) {
+	img := strings.Repeat("iVBORw0KGgoAAAANSUhEUgAA", (2<<20)/24)
+	tests := []struct {
+		name   string
+		api    API
+		stream string
+		want   Usage
+		model  string
+	}{
+		{"responses image", APIResponses,
+			"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Here\"}\n\n" +
+				"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"model\":\"gpt-5\",\"output\":[{\"type\":\"image_generation_call\",\"result\":\"" + img + "\"}],\"usage\":{\"input_tokens\":50,\"input_tokens_details\":{\"cached_tokens\":10},\"output_tokens\":1600,\"output_tokens_details\":{\"reasoning_tokens\":100}}}}\n\n",
+			Usage{Input: 50, Output: 1600, CachedInput: 10, Reasoning: 100}, "gpt-5"},
+		{"chat multi-line data", APIChatCompletions,
+			"data: {\"model\":\"m\",\n" + "data: \"choices\":[{\"delta\":{\"tool_calls\":[{\"function\":{\"arguments\":\"" + img + "\"}}]}}],\n" +
+				"data: \"usage\":{\"prompt_tokens\":7,\"completion_tokens\":9}}\n\ndata: [DONE]\n\n",
+			Usage{Input: 7, Output: 9}, "m"},
+		{"anthropic", APIAnthropicMessages,
+			"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude\",\"pad\":\"" + img + "\",\"usage\":{\"input_tokens\":5,\"cache_read_input_tokens\":2,\"output_tokens\":1}}}\n\n" +
+				"event: message_delta\ndata: {\"type\":\"message_delta\",\"pad\":\"" + img + "\",\"usage\":{\"output_tokens\":30}}\n\n",
+			Usage{Input: 7, Output: 30, CachedInput: 2}, "claude"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := []byte(tt.stream)
+			for i, chunks := range splittings(body, 5, 22) {
+				if i == 1 {
+					continue // one byte at a time: the small cases cover it
+				}
+				m, fwd := runMeter(MeterOptions{API: tt.api, SSE: true, DropUsageChunk: true}, chunks)
+				got, reported := m.Usage()
+				if !reported || got != tt.want || m.ResponseModel() != tt.model {
+					t.Fatalf("usage %+v (reported %v) model %q, want %+v %q", got, reported, m.ResponseModel(), tt.want, tt.model)
+				}
+				if !bytes.Equal(fwd, body) {
+					t.Fatal("forwarded bytes changed")
+				}
+			}
+		})
+	}
+}
