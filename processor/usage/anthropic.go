@@ -50,7 +50,7 @@ func (m *Meter) anthropicEvent(name []byte, root gjson.Result, stream bool) {
 			m.capped++
 		}
 		m.setModel(root.Get("model"))
-		root.Get("content").ForEach(func(_, b gjson.Result) bool {
+		forEach(root.Get("content"), func(_, b gjson.Result) bool {
 			m.anthropicBlock(b, stream)
 			return true
 		})
@@ -80,7 +80,7 @@ func (m *Meter) anthropicBlock(b gjson.Result, stream bool) {
 func (m *Meter) anthropicUsage(u gjson.Result, final bool) {
 	a := &m.anth
 	sawInput, sawOutput := false, false
-	u.ForEach(func(k, v gjson.Result) bool {
+	forEach(u, func(k, v gjson.Result) bool {
 		n, ok := tokenCount(v)
 		if !ok {
 			return true

@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"github.com/tidwall/gjson"
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
@@ -94,4 +95,13 @@ func hex4(s string, i int) (rune, bool) {
 		r = r<<4 | rune(c)
 	}
 	return r, true
+}
+
+// forEach calls fn for each element of an array or member of an object.
+// gjson's ForEach also calls it once with a scalar, which no caller here
+// wants: a string where a list belongs is not a list of one.
+func forEach(v gjson.Result, fn func(k, v gjson.Result) bool) {
+	if v.IsArray() || v.IsObject() {
+		v.ForEach(fn)
+	}
 }

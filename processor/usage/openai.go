@@ -13,7 +13,7 @@ import "github.com/tidwall/gjson"
 // empty and usage set.
 func (m *Meter) openAIChunk(root gjson.Result) (usageOnly bool) {
 	var choices, usage gjson.Result
-	root.ForEach(func(k, v gjson.Result) bool {
+	forEach(root, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "choices":
 			choices = v
@@ -31,7 +31,7 @@ func (m *Meter) openAIChunk(root gjson.Result) (usageOnly bool) {
 		return false
 	}
 	n := 0
-	choices.ForEach(func(_, c gjson.Result) bool {
+	forEach(choices, func(_, c gjson.Result) bool {
 		n++
 		m.openAIChoice(c)
 		return true
@@ -45,7 +45,7 @@ func (m *Meter) openAIChoice(c gjson.Result) {
 	if !c.IsObject() {
 		return
 	}
-	c.ForEach(func(k, v gjson.Result) bool {
+	forEach(c, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "delta", "message":
 			m.openAIMessage(v)
@@ -64,7 +64,7 @@ func (m *Meter) openAIMessage(msg gjson.Result) {
 	if !msg.IsObject() {
 		return
 	}
-	msg.ForEach(func(k, v gjson.Result) bool {
+	forEach(msg, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "content":
 			m.content(v)
@@ -72,7 +72,7 @@ func (m *Meter) openAIMessage(msg gjson.Result) {
 			// reasoning_content: DeepSeek, Qwen; reasoning: vLLM, OpenRouter.
 			m.text(v)
 		case "tool_calls":
-			v.ForEach(func(_, call gjson.Result) bool {
+			forEach(v, func(_, call gjson.Result) bool {
 				m.functionCall(call.Get("function"))
 				return true
 			})
@@ -93,7 +93,7 @@ func (m *Meter) content(v gjson.Result) {
 		return
 	}
 	if v.IsArray() {
-		v.ForEach(func(_, part gjson.Result) bool {
+		forEach(v, func(_, part gjson.Result) bool {
 			m.text(part.Get("text"))
 			return true
 		})
@@ -117,7 +117,7 @@ func (m *Meter) functionCall(f gjson.Result) {
 func (m *Meter) openAIUsage(u gjson.Result) {
 	var r Usage
 	var hasIn, hasOut bool
-	u.ForEach(func(k, v gjson.Result) bool {
+	forEach(u, func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "prompt_tokens", "input_tokens":
 			r.Input, hasIn = tokenCount(v)

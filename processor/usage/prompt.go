@@ -140,14 +140,14 @@ func (e *estimator) promptInput(v gjson.Result) {
 	case v.Type == gjson.String:
 		e.str(v)
 	case v.IsArray():
-		v.ForEach(func(_, el gjson.Result) bool {
+		forEach(v, func(_, el gjson.Result) bool {
 			switch {
 			case el.Type == gjson.String:
 				e.str(el)
 			case el.Type == gjson.Number:
 				e.n++
 			case el.IsArray():
-				el.ForEach(func(_, _ gjson.Result) bool {
+				forEach(el, func(_, _ gjson.Result) bool {
 					e.n++
 					return true
 				})
@@ -158,9 +158,9 @@ func (e *estimator) promptInput(v gjson.Result) {
 }
 
 func (e *estimator) chat(root gjson.Result) {
-	root.Get("messages").ForEach(func(_, msg gjson.Result) bool {
+	forEach(root.Get("messages"), func(_, msg gjson.Result) bool {
 		e.n += perMessage
-		msg.ForEach(func(k, v gjson.Result) bool {
+		forEach(msg, func(k, v gjson.Result) bool {
 			switch k.Str {
 			case "content":
 				e.chatContent(v)
@@ -168,7 +168,7 @@ func (e *estimator) chat(root gjson.Result) {
 				e.str(v)
 				e.n += perName
 			case "tool_calls":
-				v.ForEach(func(_, call gjson.Result) bool {
+				forEach(v, func(_, call gjson.Result) bool {
 					e.str(call.Get("function.name"))
 					e.str(call.Get("function.arguments"))
 					return true
@@ -199,7 +199,7 @@ func (e *estimator) chatContent(v gjson.Result) {
 		e.str(v)
 		return
 	}
-	v.ForEach(func(_, part gjson.Result) bool {
+	forEach(v, func(_, part gjson.Result) bool {
 		switch part.Get("type").Str {
 		case "text", "input_text", "output_text":
 			e.str(part.Get("text"))
@@ -243,7 +243,7 @@ func (e *estimator) responses(root gjson.Result) {
 		e.n += perMessage
 		e.str(input)
 	}
-	input.ForEach(func(_, item gjson.Result) bool {
+	forEach(input, func(_, item gjson.Result) bool {
 		e.n += perMessage
 		switch item.Get("type").Str {
 		case "", "message":
@@ -259,7 +259,7 @@ func (e *estimator) responses(root gjson.Result) {
 				e.chatContent(o)
 			}
 		case "reasoning":
-			item.Get("summary").ForEach(func(_, p gjson.Result) bool {
+			forEach(item.Get("summary"), func(_, p gjson.Result) bool {
 				e.str(p.Get("text"))
 				return true
 			})
@@ -290,7 +290,7 @@ func (e *estimator) anthropic(root gjson.Result) {
 	} else {
 		e.anthropicContent(sys)
 	}
-	root.Get("messages").ForEach(func(_, msg gjson.Result) bool {
+	forEach(root.Get("messages"), func(_, msg gjson.Result) bool {
 		e.n += perMessage
 		e.str(msg.Get("role"))
 		if c := msg.Get("content"); c.Type == gjson.String {
@@ -301,7 +301,7 @@ func (e *estimator) anthropic(root gjson.Result) {
 		return true
 	})
 	e.n += replyPriming
-	root.Get("tools").ForEach(func(_, t gjson.Result) bool {
+	forEach(root.Get("tools"), func(_, t gjson.Result) bool {
 		e.str(t.Get("name"))
 		e.str(t.Get("description"))
 		e.raw(t.Get("input_schema"))
@@ -311,7 +311,7 @@ func (e *estimator) anthropic(root gjson.Result) {
 
 // anthropicContent counts Anthropic content blocks.
 func (e *estimator) anthropicContent(v gjson.Result) {
-	v.ForEach(func(_, b gjson.Result) bool {
+	forEach(v, func(_, b gjson.Result) bool {
 		switch b.Get("type").Str {
 		case "text":
 			e.str(b.Get("text"))

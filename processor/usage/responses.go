@@ -53,17 +53,17 @@ func (m *Meter) responsesBody(root gjson.Result) {
 
 // responsesOutput counts the output items of a non-streamed response.
 func (m *Meter) responsesOutput(output gjson.Result) {
-	output.ForEach(func(_, item gjson.Result) bool {
+	forEach(output, func(_, item gjson.Result) bool {
 		switch item.Get("type").Str {
 		case "message":
-			item.Get("content").ForEach(func(_, part gjson.Result) bool {
+			forEach(item.Get("content"), func(_, part gjson.Result) bool {
 				m.text(part.Get("text"))
 				m.text(part.Get("refusal"))
 				return true
 			})
 		case "reasoning":
 			for _, key := range [...]string{"summary", "content"} {
-				item.Get(key).ForEach(func(_, part gjson.Result) bool {
+				forEach(item.Get(key), func(_, part gjson.Result) bool {
 					m.text(part.Get("text"))
 					return true
 				})

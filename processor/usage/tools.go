@@ -46,7 +46,7 @@ func (e *estimator) tools(v gjson.Result, wrapper string, harmony bool) {
 	}
 	var b []byte
 	n := 0
-	v.ForEach(func(_, t gjson.Result) bool {
+	forEach(v, func(_, t gjson.Result) bool {
 		f := t
 		if wrapper != "" {
 			if w := t.Get(wrapper); w.IsObject() {
@@ -104,7 +104,7 @@ func appendSchema(b []byte, s gjson.Result, depth int) []byte {
 	}
 	if enum := s.Get("enum"); enum.IsArray() {
 		i := 0
-		enum.ForEach(func(_, v gjson.Result) bool {
+		forEach(enum, func(_, v gjson.Result) bool {
 			if i > 0 {
 				b = append(b, " | "...)
 			}
@@ -117,7 +117,7 @@ func appendSchema(b []byte, s gjson.Result, depth int) []byte {
 	for _, key := range [...]string{"anyOf", "oneOf"} {
 		if alts := s.Get(key); alts.IsArray() {
 			i := 0
-			alts.ForEach(func(_, v gjson.Result) bool {
+			forEach(alts, func(_, v gjson.Result) bool {
 				if i > 0 {
 					b = append(b, " | "...)
 				}
@@ -134,7 +134,7 @@ func appendSchema(b []byte, s gjson.Result, depth int) []byte {
 	t := s.Get("type")
 	if t.IsArray() {
 		i := 0
-		t.ForEach(func(_, v gjson.Result) bool {
+		forEach(t, func(_, v gjson.Result) bool {
 			if i > 0 {
 				b = append(b, " | "...)
 			}
@@ -163,7 +163,7 @@ func appendType(b []byte, typ string, s gjson.Result, depth int) []byte {
 		}
 		required := s.Get("required")
 		b = append(b, "{\n"...)
-		props.ForEach(func(k, p gjson.Result) bool {
+		forEach(props, func(k, p gjson.Result) bool {
 			b = appendComment(b, p.Get("description").String())
 			b = append(b, k.Str...)
 			if !isRequired(required, k.Str) {
@@ -181,7 +181,7 @@ func appendType(b []byte, typ string, s gjson.Result, depth int) []byte {
 
 func isRequired(required gjson.Result, name string) bool {
 	found := false
-	required.ForEach(func(_, v gjson.Result) bool {
+	forEach(required, func(_, v gjson.Result) bool {
 		found = v.Str == name
 		return !found
 	})
@@ -192,7 +192,7 @@ func isRequired(required gjson.Result, name string) bool {
 func hasKeys(v gjson.Result) bool {
 	found := false
 	if v.IsObject() {
-		v.ForEach(func(_, _ gjson.Result) bool {
+		forEach(v, func(_, _ gjson.Result) bool {
 			found = true
 			return false
 		})
