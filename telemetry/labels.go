@@ -107,7 +107,7 @@ type knownSet struct {
 
 func (k *knownSet) contains(v string) bool {
 	if k.list == nil {
-		return false
+		return true // no list: every name counts, up to the cap
 	}
 	if s := k.set.Load(); s != nil {
 		if _, ok := (*s)[v]; ok {

@@ -360,3 +360,30 @@ func TestNilTelemetry(t *testing.T) {
 		t.Fatal("nil MetricsHandler")
 	}
 }
+
+func TestOperation(t *testing.T) {
+	for _, tc := range []struct {
+		api  usage.API
+		want string
+	}{
+		{usage.APIChatCompletions, "chat"}, {usage.APIAnthropicMessages, "chat"}, {usage.APICompletions, "text_completion"},
+		{usage.APIEmbeddings, "embeddings"}, {usage.APIResponses, "responses"}, {usage.APIUnknown, ""},
+	} {
+		t.Run(tc.api.String(), func(t *testing.T) {
+			if got := Operation(tc.api); got != tc.want {
+				t.Errorf("Operation(%v) = %q, want %q", tc.api, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestConsumersWithoutList checks that without a consumer list names are
+// kept up to max_consumers.
+func TestConsumersWithoutList(t *testing.T) {
+	tel, _ := newTest(t, Config{MaxConsumers: 2}, Options{})
+	for _, tc := range []struct{ in, want string }{{"alice", "alice"}, {"bob", "bob"}, {"carol", other}, {"alice", "alice"}} {
+		if got := tel.consumers.fold(tc.in); got != tc.want {
+			t.Errorf("fold(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

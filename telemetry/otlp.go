@@ -3,6 +3,8 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
@@ -72,4 +74,26 @@ func newOTLPSpanExporter(ctx context.Context, protocol string) (sdktrace.SpanExp
 		return nil, fmt.Errorf("cannot start the OTLP span exporter: %w", err)
 	}
 	return exp, nil
+}
+
+// resourceAttributes parses OTEL_RESOURCE_ATTRIBUTES: comma-separated
+// key=value pairs, values percent-encoded.
+func resourceAttributes(v string) ([]attribute.KeyValue, error) {
+	var kvs []attribute.KeyValue
+	for _, pair := range strings.Split(v, ",") {
+		if strings.TrimSpace(pair) == "" {
+			continue
+		}
+		k, val, ok := strings.Cut(pair, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" {
+			return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: %q is not key=value", pair)
+		}
+		val, err := url.PathUnescape(strings.TrimSpace(val))
+		if err != nil {
+			return nil, fmt.Errorf("OTEL_RESOURCE_ATTRIBUTES: value of %s: %w", k, err)
+		}
+		kvs = append(kvs, attribute.String(k, val))
+	}
+	return kvs, nil
 }

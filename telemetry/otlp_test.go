@@ -215,3 +215,22 @@ func TestOTLPSettings(t *testing.T) {
 		}
 	})
 }
+
+func TestResourceAttributes(t *testing.T) {
+	getenv := func(k string) string {
+		return map[string]string{
+			"OTEL_RESOURCE_ATTRIBUTES": "k8s.pod.name=tollgate-7d9f, k8s.namespace.name=gateway,service.name=ignored,team=a%20b",
+			"OTEL_SERVICE_NAME":        "tollgate-eu",
+		}[k]
+	}
+	tel, _ := newTest(t, Config{}, Options{Getenv: getenv})
+	got := sumBy(scrape(t, tel), "target_info", nil, "service_name", "k8s_pod_name", "k8s_namespace_name", "team")
+	if want := "tollgate-eu|tollgate-7d9f|gateway|a b"; got[want] != 1 {
+		t.Errorf("target_info = %v, want %s", got, want)
+	}
+	for _, bad := range []string{"novalue", "=x", "k=%zz"} {
+		if _, err := resourceAttributes(bad); err == nil {
+			t.Errorf("OTEL_RESOURCE_ATTRIBUTES=%q accepted", bad)
+		}
+	}
+}

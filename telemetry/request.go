@@ -44,6 +44,22 @@ func (d Decision) String() string {
 	return other
 }
 
+// Operation returns the gen_ai.operation.name of a provider API: the
+// semantic conventions' value where one applies.
+func Operation(api usage.API) string {
+	switch api {
+	case usage.APIChatCompletions, usage.APIAnthropicMessages:
+		return "chat"
+	case usage.APICompletions:
+		return "text_completion"
+	case usage.APIEmbeddings:
+		return "embeddings"
+	case usage.APIResponses:
+		return "responses"
+	}
+	return ""
+}
+
 // Request is what happened to one request, reported once at its end.
 type Request struct {
 	// ID is tollgate's own id of the request, the idempotency key of its
@@ -67,7 +83,7 @@ type Request struct {
 	// Route is Envoy's route name.
 	Route string
 	// Operation is the gen_ai.operation.name: chat, text_completion,
-	// embeddings, responses, ...
+	// embeddings, responses, ... (see [Operation]).
 	Operation string
 
 	// Decision is how admission ended.

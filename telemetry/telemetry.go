@@ -44,7 +44,7 @@ type Options struct {
 	// Consumers returns the names of the configured consumers; only these
 	// are metric label values (up to max_consumers), every other name is
 	// counted as "other". It is called at most once a second, so a reloaded
-	// list is seen promptly.
+	// list is seen promptly. Without it, any name is kept up to the cap.
 	Consumers func() []string
 	// Secrets returns values that must never appear in a metric, a span or
 	// a log, such as the provider keys tollgate injects. Values shorter than
@@ -180,20 +180,16 @@ func newResource(ctx context.Context, cfg Config, getenv func(string) string) (*
 	if v := getenv("OTEL_SERVICE_NAME"); v != "" {
 		name = v
 	}
-	attrs := []resource.Option{
-		resource.WithTelemetrySDK(),
-		resource.WithAttributes(serviceName.String(name)),
-	}
 	// OTEL_RESOURCE_ATTRIBUTES adds e.g. the pod and namespace names;
-	// service.name above stays as chosen.
-	if v := getenv("OTEL_RESOURCE_ATTRIBUTES"); v != "" {
-		extra, err := resource.New(ctx, resource.WithFromEnv())
-		if err != nil {
-			return nil, fmt.Errorf("cannot read OTEL_RESOURCE_ATTRIBUTES: %w", err)
-		}
-		attrs = append([]resource.Option{resource.WithAttributes(extra.Attributes()...)}, attrs...)
+	// service.name stays as chosen above.
+	extra, err := resourceAttributes(getenv("OTEL_RESOURCE_ATTRIBUTES"))
+	if err != nil {
+		return nil, err
 	}
-	res, err := resource.New(ctx, attrs...)
+	res, err := resource.New(ctx,
+		resource.WithTelemetrySDK(),
+		resource.WithAttributes(extra...),
+		resource.WithAttributes(serviceName.String(name)))
 	if err != nil {
 		return nil, fmt.Errorf("cannot build the telemetry resource: %w", err)
 	}
