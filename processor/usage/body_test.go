@@ -147,14 +147,14 @@ func TestJSONScanNested(t *testing.T) {
 // TestSniffUnlabelledStream reads an SSE body whose content-type says
 // otherwise, and a JSON body after leading whitespace.
 func TestSniffUnlabelledStream(t *testing.T) {
-	c := synthCases[7]
+	c := findSynth("deepseek-reasoner.sse")
 	m, _ := runMeter(MeterOptions{API: c.api, SSE: false}, splitBytes(c.body(t)))
 	if got, _ := m.Usage(); got != c.want {
 		t.Fatalf("SSE labelled JSON: usage %+v", got)
 	}
-	body := append([]byte("\r\n  \n"), synthCases[8].body(t)...)
+	body := append([]byte("\r\n  \n"), findSynth("deepseek-cache.json").body(t)...)
 	m, _ = runMeter(MeterOptions{API: APIChatCompletions}, splitBytes(body))
-	if got, _ := m.Usage(); got != synthCases[8].want {
+	if got, _ := m.Usage(); got != findSynth("deepseek-cache.json").want {
 		t.Fatalf("JSON after whitespace: usage %+v", got)
 	}
 }

@@ -134,7 +134,7 @@ func TestGzipMultipleMembers(t *testing.T) {
 // TestDecodeCorrupt flips bytes of compressed bodies: decoding stops, never
 // panics, and the usage is marked estimated.
 func TestDecodeCorrupt(t *testing.T) {
-	body := synthCases[7].body(t) // deepseek-reasoner stream with usage
+	body := findSynth("deepseek-reasoner.sse").body(t) // deepseek-reasoner stream with usage
 	for _, enc := range []string{"gzip", "deflate", "br"} {
 		t.Run(enc, func(t *testing.T) {
 			var data []byte
@@ -160,7 +160,7 @@ func TestDecodeCorrupt(t *testing.T) {
 					if !u.Estimated {
 						t.Fatalf("corruption %d: decoding failed but usage %+v is not estimated", i, u)
 					}
-				} else if reported && u != synthCases[7].want {
+				} else if reported && u != findSynth("deepseek-reasoner.sse").want {
 					// A flip that decodes cleanly yet changes the usage
 					// digits is possible only where no checksum covers it.
 					if enc != "br" {
@@ -176,7 +176,7 @@ func TestDecodeCorrupt(t *testing.T) {
 }
 
 func TestDecodeUnsupportedEncoding(t *testing.T) {
-	body := synthCases[7].body(t)
+	body := findSynth("deepseek-reasoner.sse").body(t)
 	for _, enc := range []string{"zstd", "compress", "gzip, br"} {
 		m, fwd := runMeter(MeterOptions{API: APIChatCompletions, SSE: true, Encoding: enc, DropUsageChunk: true}, [][]byte{body})
 		u, reported := m.Usage()

@@ -86,3 +86,25 @@ func TestDropUsageChunkOnlyWhereItApplies(t *testing.T) {
 		}
 	}
 }
+
+// TestDropUsageChunkLastWrite forwards the last chunk and Finish's bytes
+// in one mutation, as the processor does at end_of_stream: Finish must not
+// overwrite what Write returned.
+func TestDropUsageChunkLastWrite(t *testing.T) {
+	body := []byte("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n" +
+		"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\n" +
+		"data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\ndata: [DONE]")
+	want := bytes.Replace(body, []byte("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\n"), nil, 1)
+	for cut := 0; cut <= len(body); cut++ {
+		var m Meter
+		m.Reset(MeterOptions{API: APIChatCompletions, SSE: true, DropUsageChunk: true})
+		first, _ := m.Write(body[:cut])
+		fwd := bytes.Clone(first)
+		out, _ := m.Write(body[cut:])
+		tail, _ := m.Finish()
+		fwd = append(append(fwd, out...), tail...)
+		if !bytes.Equal(fwd, want) {
+			t.Fatalf("cut %d: forwarded %q", cut, fwd)
+		}
+	}
+}

@@ -56,7 +56,8 @@ const (
 // Meter reads the usage of one response body fed chunk by chunk, split
 // anywhere. It keeps memory bounded whatever the body's size and allocates
 // nothing per chunk once warmed up, so it can be pooled: [Meter.Reset]
-// prepares it for the next response. A Meter is not safe for concurrent use.
+// prepares it for the next response, and must also come before the first
+// use. A Meter is not safe for concurrent use.
 type Meter struct {
 	o       MeterOptions
 	mode    bodyMode
@@ -142,7 +143,9 @@ func (m *Meter) Write(chunk []byte) (forward []byte, replaced bool) {
 }
 
 // Finish ends the body (Envoy's end_of_stream) and returns the held bytes
-// to forward, as Write does. Later calls return nothing.
+// to forward, as Write does. The bytes the last Write returned stay valid,
+// so both can be sent in the same body mutation. Later calls return
+// nothing.
 func (m *Meter) Finish() (forward []byte, replaced bool) {
 	if m.finished {
 		if m.forward {
@@ -159,7 +162,7 @@ func (m *Meter) Finish() (forward []byte, replaced bool) {
 		m.finishJSON()
 	}
 	if m.forward {
-		return m.sse.out, true
+		return m.sse.tail, true
 	}
 	return nil, false
 }

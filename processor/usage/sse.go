@@ -80,7 +80,8 @@ type sseParser struct {
 	malformed int // events past maxEventSize
 
 	track   bool
-	out     []byte // forwardable bytes produced by the last feed or finish
+	out     []byte // forwardable bytes produced by the last feed
+	tail    []byte // forwardable bytes produced by finish, apart from out
 	pending []byte // raw bytes of the event in progress
 	passing bool   // the event in progress is oversize: its bytes go straight out
 }
@@ -90,6 +91,7 @@ func (p *sseParser) reset(track bool) {
 		data:    p.data[:0],
 		name:    p.name[:0],
 		out:     p.out[:0],
+		tail:    p.tail[:0],
 		pending: p.pending[:0],
 		track:   track,
 	}
@@ -98,7 +100,7 @@ func (p *sseParser) reset(track bool) {
 // shrink drops buffers a large event left behind, so that a pooled parser
 // does not pin them.
 func (p *sseParser) shrink() {
-	for _, b := range [...]*[]byte{&p.data, &p.name, &p.out, &p.pending} {
+	for _, b := range [...]*[]byte{&p.data, &p.name, &p.out, &p.tail, &p.pending} {
 		if cap(*b) > keepBuffer {
 			*b = nil
 		}
@@ -179,16 +181,17 @@ func (p *sseParser) feed(b []byte, h eventHandler) {
 	}
 }
 
-// finish ends the stream and releases held bytes to p.out.
+// finish ends the stream and releases held bytes to p.tail. It leaves
+// p.out alone: a caller may still hold the last feed's bytes.
 func (p *sseParser) finish(h eventHandler) {
-	p.out = p.out[:0]
+	p.tail = p.tail[:0]
 	if p.inLine {
 		p.endLine(h)
 	}
 	drop := p.dispatch(h)
 	if p.track {
 		if !drop {
-			p.out = append(p.out, p.pending...)
+			p.tail = append(p.tail, p.pending...)
 		}
 		p.pending = p.pending[:0]
 		p.passing = false

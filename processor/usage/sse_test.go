@@ -42,7 +42,7 @@ func frame(chunks [][]byte, drop string) (events []string, fwd []byte, malformed
 		clear(c)
 	}
 	p.finish(r)
-	fwd = append(fwd, p.out...)
+	fwd = append(fwd, p.tail...)
 	return r.events, fwd, p.malformed
 }
 

@@ -68,6 +68,14 @@ var synthCases = []synthCase{
 		text:  "The image depicts a scenic landscape with a wooden boardwalk or pathway leading through lush, green grass under a blue sky with some clouds.",
 	},
 	{
+		file: "responses-function.json", api: APIResponses,
+		want:  Usage{Input: 81, Output: 128, CachedInput: 64, Reasoning: 96},
+		model: "o3-2025-04-16",
+		text: "Need the weather; call the tool." + "get_weather" + `{"city":"Oslo"}` +
+			"shell" + "ls -la" + "I can't share that.",
+		maxOut: 128,
+	},
+	{
 		file: "deepseek-reasoner.sse", api: APIChatCompletions,
 		want:  Usage{Input: 18, Output: 40, Reasoning: 31},
 		model: "deepseek-reasoner",
@@ -90,6 +98,16 @@ var synthCases = []synthCase{
 		model: "qwen-plus",
 		text:  "我是来自阿里云的超大规模语言模型，我叫通义千问。",
 	},
+}
+
+// findSynth returns the case of a fixture file.
+func findSynth(file string) synthCase {
+	for _, c := range synthCases {
+		if c.file == file {
+			return c
+		}
+	}
+	panic("no fixture " + file)
 }
 
 func (c synthCase) body(t *testing.T) []byte {
@@ -214,7 +232,7 @@ func TestSynthesizedUsage(t *testing.T) {
 // TestAnthropicCutStream cuts a stream before its final message_delta: the
 // input is the provider's, the output is counted.
 func TestAnthropicCutStream(t *testing.T) {
-	c := synthCases[1]
+	c := findSynth("anthropic-tool.sse")
 	body := c.body(t)
 	cut := body[:bytes.Index(body, []byte("event: message_delta"))]
 	enc := encodingFor(t, "gpt-4o")
@@ -273,7 +291,7 @@ func TestStreamNoise(t *testing.T) {
 // events: whatever arrived whole is counted, nothing panics, and usage
 // counts only once it arrived.
 func TestCutOpenAIStream(t *testing.T) {
-	c := synthCases[7] // deepseek-reasoner
+	c := findSynth("deepseek-reasoner.sse") // deepseek-reasoner
 	body := c.body(t)
 	enc := encodingFor(t, "gpt-4o")
 	usageAt := bytes.Index(body, []byte(`"choices":[],"usage"`))
