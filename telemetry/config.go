@@ -50,13 +50,16 @@ type Buckets struct {
 	Store []float64 `yaml:"store"`
 }
 
-// Defaults. The gen_ai.* ones are the semantic conventions' advice.
+// Defaults. The gen_ai.* ones are the semantic conventions' advice. Each of
+// tollgate's own reaches past its alert threshold (README.md, "Alerts"):
+// a quantile above the last finite boundary reads as that boundary, so an
+// alert above it could never fire.
 var (
 	defaultTokenBuckets     = []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864}
 	defaultDurationBuckets  = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
 	defaultTTFTBuckets      = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0}
 	defaultPerTokenBuckets  = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5}
-	defaultPhaseBuckets     = []float64{0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1}
+	defaultPhaseBuckets     = []float64{0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
 	defaultStoreBuckets     = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
 	defaultMaxModels        = 100
 	defaultMaxConsumers     = 1000

@@ -2,7 +2,9 @@ package telemetry
 
 import (
 	"context"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -111,5 +113,39 @@ func TestRequestLogLevel(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBucketsReachPastAlertThresholds checks the default boundaries go
+// beyond the thresholds the alert rules compare quantiles with: past the
+// last finite boundary histogram_quantile returns that boundary, and the
+// alert could never fire.
+func TestBucketsReachPastAlertThresholds(t *testing.T) {
+	defaults := map[string][]float64{
+		"tollgate_extproc_phase_duration_seconds":   defaultPhaseBuckets,
+		"tollgate_store_duration_seconds":           defaultStoreBuckets,
+		"gen_ai_server_request_duration_seconds":    defaultDurationBuckets,
+		"gen_ai_server_time_to_first_token_seconds": defaultTTFTBuckets,
+	}
+	re := regexp.MustCompile(`histogram_quantile\(.*?(\w+)_bucket.*\)\s*>\s*([0-9.]+)`)
+	n := 0
+	for _, g := range loadRules(t).Groups {
+		for _, r := range g.Rules {
+			for _, m := range re.FindAllStringSubmatch(r.Expr, -1) {
+				n++
+				b, ok := defaults[m[1]]
+				if !ok {
+					t.Errorf("%s: no default buckets known for %s", r.Alert, m[1])
+					continue
+				}
+				threshold, _ := strconv.ParseFloat(m[2], 64)
+				if last := b[len(b)-1]; last <= threshold {
+					t.Errorf("%s: last boundary %v of %s is not above the threshold %v", r.Alert, last, m[1], threshold)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no quantile threshold found in the rules")
 	}
 }
