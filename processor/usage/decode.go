@@ -46,7 +46,8 @@ var errNeedInput = errors.New("need more input")
 // it) go through the push-based inflater; brotli through andybalholm's
 // reader, whose decoder is a resumable state machine, over a source that
 // reports the end of each chunk. A corrupt stream stops decoding for good
-// (failed); a truncated one is just a short body.
+// (failed); a truncated one is just a short body: what was decoded stands,
+// like a cut identity body.
 type decoder struct {
 	kind   encKind
 	failed bool // corrupt or unsupported: nothing more is decoded
@@ -135,10 +136,6 @@ func (d *decoder) write(chunk []byte, s sink) {
 	}
 	d.sink = nil
 }
-
-// close ends the body. A stream cut short is not an error here: what was
-// decoded stands, like a cut identity body.
-func (d *decoder) close(sink) {}
 
 func (d *decoder) inflate(chunk []byte) error {
 	f := d.inf

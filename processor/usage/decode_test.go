@@ -22,7 +22,6 @@ func decodeChunks(enc string, chunks [][]byte) (out []byte, d *decoder) {
 	for _, ch := range chunks {
 		d.write(bytes.Clone(ch), c)
 	}
-	d.close(c)
 	return c.b, d
 }
 

@@ -25,7 +25,8 @@ type MeterOptions struct {
 	// cannot be read and [Meter.Usage] reports an estimate of 0.
 	Encoding string
 	// Counter counts the completion text for when the provider reports no
-	// usage. Nil disables counting.
+	// usage; the Meter writes to it and never resets it. Nil disables
+	// counting.
 	Counter *tokens.Counter
 	// DropUsageChunk removes the usage-only chunk (choices empty, usage set)
 	// of an OpenAI chat/completions stream from the forwarded bytes, for a
@@ -153,7 +154,6 @@ func (m *Meter) Finish() (forward []byte, replaced bool) {
 		}
 		return nil, false
 	}
-	m.dec.close(m)
 	m.finished = true
 	switch m.mode {
 	case modeSSE:
