@@ -1,89 +1,84 @@
 package tokens
 
-import (
-	"bytes"
-	"unicode/utf8"
-)
+import "unicode/utf8"
 
 // MaxTail bounds the text a Counter keeps while it cannot yet tell where the
-// current pre-tokenizer piece ends. Counts are exact while every piece is
-// shorter than MaxTail bytes; a longer piece (a run of tens of kilobytes of
-// letters or spaces with no boundary) is counted in MaxTail-sized parts, which
-// may differ from counting it whole by a few tokens per part.
+// current pre-tokenizer piece ends. Counts are exact as long as every piece,
+// with the few characters after it that decide where it ends, fits in
+// MaxTail bytes. A longer piece (tens of kilobytes of letters, spaces or
+// punctuation with no boundary, which no real completion holds) is counted in
+// parts of MaxTail bytes, which may differ from counting it whole by a few
+// tokens per part.
 const MaxTail = 64 << 10
-
-// flushAt is the tail length at which a Counter looks for a boundary.
-const flushAt = 4 << 10
 
 // Counter counts the tokens of a text that arrives in pieces (a streamed
 // completion), in memory bounded by MaxTail whatever the text's length.
+// Pieces that can no longer change are counted as soon as they are complete
+// and dropped; only the unfinished tail is kept.
 // A Counter is not safe for concurrent use.
 type Counter struct {
 	enc     *Encoding
 	counted int64
 	tail    []byte
-	tryAt   int // tail length at which to look for a boundary again
+	// scanAt is the tail length at which the tail is scanned again. Waiting
+	// for it to double keeps a long unfinished piece from being rescanned on
+	// every small write, so that writing costs linear time.
+	scanAt int
 }
 
 // NewCounter returns an empty Counter for e.
 func (e *Encoding) NewCounter() *Counter {
-	return &Counter{enc: e, tryAt: flushAt}
+	return &Counter{enc: e}
 }
 
-// Write appends p to the text. p may end anywhere, even inside a UTF-8 rune.
+// Write appends p to the text. p may end anywhere, even inside a UTF-8 rune;
+// it is not kept.
 func (c *Counter) Write(p []byte) {
 	for len(p) > 0 {
 		n := min(len(p), MaxTail-len(c.tail))
-		c.write(p[:n])
+		c.tail = append(c.tail, p[:n]...)
 		p = p[n:]
+		if len(c.tail) >= c.scanAt || len(c.tail) == MaxTail {
+			c.scan()
+		}
 	}
 }
 
-func (c *Counter) write(p []byte) {
-	c.tail = append(c.tail, p...)
-	if len(c.tail) >= c.tryAt {
-		if cut := safeCut(c.tail); cut > 0 {
-			c.flush(cut)
+// scan counts the pieces of the tail that are final and drops them.
+func (c *Counter) scan() {
+	s := scanner{b: c.tail}
+	p := 0
+	for p < len(c.tail) {
+		end := s.next(c.enc.kind, p)
+		if end == needMore {
+			break
 		}
-		c.tryAt = max(flushAt, 2*len(c.tail))
+		c.counted += int64(c.enc.countPiece(c.tail[p:end], s.bad))
+		s.bad = false
+		p = end
 	}
-	if len(c.tail) >= MaxTail {
-		cut := len(c.tail)
-		// Keep an incomplete rune at the end for the next Write.
+	if p == 0 && len(c.tail) == MaxTail {
+		// One piece fills the tail: count what is there as if the text
+		// ended, except an incomplete rune, which the next write completes.
+		p = len(c.tail)
 		for i := 1; i <= utf8.UTFMax && i <= len(c.tail); i++ {
 			if utf8.RuneStart(c.tail[len(c.tail)-i]) {
 				if !utf8.FullRune(c.tail[len(c.tail)-i:]) {
-					cut = len(c.tail) - i
+					p = len(c.tail) - i
 				}
 				break
 			}
 		}
-		c.flush(cut)
+		c.counted += int64(c.enc.CountBytes(c.tail[:p]))
 	}
-}
-
-func (c *Counter) flush(n int) {
-	c.counted += int64(c.enc.CountBytes(c.tail[:n]))
-	c.tail = append(c.tail[:0], c.tail[n:]...)
-}
-
-// safeCut returns the last position in b before which every encoding's
-// pre-tokenizer ends a piece whatever follows: a letter or digit right after
-// "\n" that follows a visible ASCII character (no piece holds both sides, and
-// no whitespace run before it can change). It returns 0 when there is none.
-func safeCut(b []byte) int {
-	for i := bytes.LastIndexByte(b, '\n'); i >= 1; i = bytes.LastIndexByte(b[:i], '\n') {
-		if i+1 < len(b) && b[i-1] > ' ' && b[i-1] < 0x7f {
-			c := b[i+1]
-			if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
-				return i + 1
-			}
-		}
+	if p > 0 {
+		c.tail = c.tail[:copy(c.tail, c.tail[p:])]
 	}
-	return 0
+	c.scanAt = 2 * len(c.tail)
 }
 
-// Count returns the number of tokens of everything written so far.
+// Count returns the number of tokens of everything written so far, the
+// unfinished tail counted as if the text ended there.
 func (c *Counter) Count() int64 {
 	return c.counted + int64(c.enc.CountBytes(c.tail))
 }
@@ -93,5 +88,5 @@ func (c *Counter) Reset(e *Encoding) {
 	c.enc = e
 	c.counted = 0
 	c.tail = c.tail[:0]
-	c.tryAt = flushAt
+	c.scanAt = 0
 }

@@ -5,15 +5,14 @@
 //
 // Counts equal those of the reference tiktoken implementation, including on
 // invalid UTF-8 (each invalid byte counts as U+FFFD). Time is linear in the
-// input on every input, since prompts are untrusted.
+// input on every input (BPE merging is O(n log n) in a piece's length), since
+// prompts are untrusted.
 package tokens
 
 import (
 	"fmt"
 	"sync"
 	"unicode/utf8"
-
-	"github.com/dlclark/regexp2"
 )
 
 // Names of the supported encodings.
@@ -24,23 +23,19 @@ const (
 	R50kBase   = "r50k_base"
 )
 
-// Pre-tokenizer patterns of the encodings: BPE never merges across the
-// pieces they split a text into.
-var patterns = map[string]string{
-	O200kBase: `[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|` +
-		`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|` +
-		`\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
-	Cl100kBase: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
-	P50kBase:   `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`,
-	R50kBase:   `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`,
+var splitKinds = map[string]splitKind{
+	O200kBase:  splitO200k,
+	Cl100kBase: splitCl100k,
+	P50kBase:   splitGPT2,
+	R50kBase:   splitGPT2,
 }
 
 // Encoding is one BPE vocabulary with its pre-tokenizer. It is immutable and
 // safe for concurrent use.
 type Encoding struct {
 	name  string
+	kind  splitKind
 	vocab *vocab
-	split *regexp2.Regexp
 }
 
 var (
@@ -48,14 +43,15 @@ var (
 	encodings   = map[string]*Encoding{}
 )
 
-// Get returns the encoding called name, loading its vocabulary on first use.
+// Get returns the encoding called name, loading its vocabulary on first use
+// (tens of milliseconds; later calls return the same *Encoding).
 func Get(name string) (*Encoding, error) {
 	encodingsMu.Lock()
 	defer encodingsMu.Unlock()
 	if e, ok := encodings[name]; ok {
 		return e, nil
 	}
-	pat, ok := patterns[name]
+	kind, ok := splitKinds[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown encoding %q", name)
 	}
@@ -63,11 +59,8 @@ func Get(name string) (*Encoding, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot load encoding %q: %w", name, err)
 	}
-	re, err := regexp2.Compile(pat, regexp2.None)
-	if err != nil {
-		return nil, fmt.Errorf("cannot compile pre-tokenizer of %q: %w", name, err)
-	}
-	e := &Encoding{name: name, vocab: v, split: re}
+	loadClasses()
+	e := &Encoding{name: name, kind: kind, vocab: v}
 	encodings[name] = e
 	return e, nil
 }
@@ -77,24 +70,35 @@ func (e *Encoding) Name() string { return e.name }
 
 // Count returns the number of tokens of text encoded as ordinary text:
 // special-token markers such as "<|endoftext|>" count as the text they are.
-// Each invalid UTF-8 byte counts as U+FFFD.
 func (e *Encoding) Count(text string) int {
-	runes := []rune(text)
-	var buf []byte
+	// The conversion does not copy: b is only read.
+	return e.CountBytes(unsafeBytes(text))
+}
+
+// CountBytes is Count for a byte slice; it neither copies nor keeps b.
+func (e *Encoding) CountBytes(b []byte) int {
+	s := scanner{b: b, eof: true}
 	n := 0
-	m, err := e.split.FindRunesMatch(runes)
-	for m != nil && err == nil {
-		buf = buf[:0]
-		for _, r := range runes[m.Index : m.Index+m.Length] {
-			buf = utf8.AppendRune(buf, r)
-		}
-		n += e.vocab.countPiece(buf)
-		m, err = e.split.FindNextMatch(m)
+	for p := 0; p < len(b); {
+		end := s.next(e.kind, p)
+		n += e.countPiece(b[p:end], s.bad)
+		s.bad = false
+		p = end
 	}
 	return n
 }
 
-// CountBytes is Count for a byte slice.
-func (e *Encoding) CountBytes(b []byte) int {
-	return e.Count(string(b))
+// countPiece counts one piece; bad reports that it may hold invalid UTF-8.
+func (e *Encoding) countPiece(piece []byte, bad bool) int {
+	if !bad {
+		return e.vocab.countPiece(piece)
+	}
+	// The reference reads text as runes, so each invalid byte is U+FFFD.
+	buf := make([]byte, 0, len(piece)*3)
+	for i := 0; i < len(piece); {
+		r, n := utf8.DecodeRune(piece[i:])
+		buf = utf8.AppendRune(buf, r)
+		i += n
+	}
+	return e.vocab.countPiece(buf)
 }

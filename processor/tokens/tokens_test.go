@@ -3,6 +3,7 @@ package tokens
 import (
 	"strings"
 	"testing"
+	"unicode"
 )
 
 func TestGet(t *testing.T) {
@@ -89,7 +90,7 @@ func TestForModel(t *testing.T) {
 var edgeCases = []string{
 	"", "a", " ", "  ", "\n", "hello world", "Hello World", "HELLO", "HELLOworld", "helloWORLD",
 	"it's", "IT'S", "it'S", "It'Ll", "it'x", "'s", "'", "''s", "x's's", " 's", "don't", "'ll'", "'LL", "'re'",
-	"a'", "he'd've", "1'st", "ǅemal", "ǅ", "ʰʰ", "ʰa", "Aʰ", "aʰ", "々々", "e\u0301", "\u0301", "\u0301\u0301a", " \u0301a",
+	"a'", "he'd've", "1'st", "ǅemal", "ǅ", "ʰʰ", "ʰa", "Aʰ", "aʰ", "々々", "e\u0301", "\u0301", "\u0301\u0301a", " \u0301a", "\u0301ABC ", "\u0301ABC", "x\u0301ABC.",
 	"!\u0301", "A\u0301B", "ÀÉ", "ÀÉé",
 	"1", "12", "123", "1234", "1234567", "٣٤٥٦", "Ⅻ", "½¾", "a1b2", "1a", " 1", "  123",
 	"!", "!!", " !", "  !", "!\n", "!\r\n\r\n", "!/\n/x", " /", "//", "!\n/", "...\n\n", " ?\n",
@@ -169,5 +170,16 @@ func TestCountCorpus(t *testing.T) {
 				t.Fatalf("paragraph counts sum to %d, whole corpus %d", total, got)
 			}
 		})
+	}
+}
+
+// TestClassTable checks the class table against the Unicode tables for every
+// rune.
+func TestClassTable(t *testing.T) {
+	loadClasses()
+	for r := rune(0); r <= unicode.MaxRune; r++ {
+		if got, want := runeClass(r), classOf(r); got != want {
+			t.Fatalf("class of %U = %08b, want %08b", r, got, want)
+		}
 	}
 }
