@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/andybalholm/brotli"
 )
 
 // collector gathers decoded bytes.
@@ -14,15 +16,20 @@ type collector struct{ b []byte }
 
 func (c *collector) consume(p []byte) { c.b = append(c.b, p...) }
 
-// decodeChunks runs a decoder over chunks.
-func decodeChunks(enc string, chunks [][]byte) (out []byte, d *decoder) {
+// decodeChunks runs a decoder over chunks. held is the most compressed
+// input the inflater kept between chunks: consumed input is dropped, never
+// decoded again.
+func decodeChunks(enc string, chunks [][]byte) (out []byte, d *decoder, held int) {
 	d = &decoder{}
 	d.reset(enc)
 	c := &collector{}
 	for _, ch := range chunks {
 		d.write(bytes.Clone(ch), c)
+		if d.inf != nil {
+			held = max(held, len(d.inf.in))
+		}
 	}
-	return c.b, d
+	return c.b, d, held
 }
 
 // samples are inputs that exercise every block type: text (dynamic
@@ -89,9 +96,13 @@ func TestInflateMatchesFlate(t *testing.T) {
 						splits = append(splits, splitBytes(v.data))
 					}
 					for i, chunks := range splits {
-						out, d := decodeChunks(v.enc, chunks)
+						out, d, held := decodeChunks(v.enc, chunks)
 						if d.failed || !bytes.Equal(out, in) {
 							t.Fatalf("%s split %d: failed %v, %d bytes out of %d", v.enc, i, d.failed, len(out), len(in))
+						}
+						// A dynamic block header is the most a step needs.
+						if held > 1024 {
+							t.Fatalf("%s split %d: held %d bytes of input", v.enc, i, held)
 						}
 					}
 				}
@@ -123,7 +134,7 @@ func TestGzipMultipleMembers(t *testing.T) {
 	a, b := []byte("data: first member\n\n"), []byte("data: second member\n\n")
 	body := append(gzipBytes(t, a), gzipBytes(t, b)...)
 	for i, chunks := range splittings(body, 50, 13) {
-		out, d := decodeChunks("gzip", chunks)
+		out, d, _ := decodeChunks("gzip", chunks)
 		if d.failed || string(out) != string(a)+string(b) {
 			t.Fatalf("split %d: failed %v, out %q", i, d.failed, out)
 		}
@@ -222,7 +233,7 @@ func TestBrotliBomb(t *testing.T) {
 	if len(bomb) > 1024 {
 		t.Fatalf("bomb is %d bytes", len(bomb))
 	}
-	out, d := decodeChunks("br", [][]byte{bomb})
+	out, d, _ := decodeChunks("br", [][]byte{bomb})
 	if !d.failed || len(out) > maxBrotliRatio*len(bomb)+maxBrotliSlack+len(d.out) {
 		t.Fatalf("failed %v after %d bytes", d.failed, len(out))
 	}
@@ -231,8 +242,49 @@ func TestBrotliBomb(t *testing.T) {
 	for i := range 100000 {
 		text = fmt.Appendf(text, "data: {\"choices\":[{\"delta\":{\"content\":\"hello %d\"}}]}\n\n", i)
 	}
-	out, d = decodeChunks("br", [][]byte{brotliBytes(t, text)})
+	out, d, _ = decodeChunks("br", [][]byte{brotliBytes(t, text)})
 	if d.failed || !bytes.Equal(out, text) {
 		t.Fatalf("ordinary stream: failed %v, %d bytes of %d", d.failed, len(out), len(text))
+	}
+}
+
+// TestDecodeIncrementally compresses a stream the way a server does,
+// flushing after each event: every event is read as soon as its chunk
+// arrives, not at the end of the body.
+func TestDecodeIncrementally(t *testing.T) {
+	c := findSynth("deepseek-reasoner.sse")
+	events := bytes.SplitAfter(c.body(t), []byte("\n\n"))
+	for _, enc := range []string{"gzip", "br"} {
+		var buf bytes.Buffer
+		var w interface {
+			Write([]byte) (int, error)
+			Flush() error
+		}
+		if enc == "gzip" {
+			w = gzip.NewWriter(&buf)
+		} else {
+			w = brotli.NewWriter(&buf)
+		}
+		var m Meter
+		m.Reset(MeterOptions{API: c.api, SSE: true, Encoding: enc})
+		for i, ev := range events {
+			buf.Reset()
+			if _, err := w.Write(ev); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			m.Write(buf.Bytes())
+			if i == 1 && !m.FirstContent() {
+				t.Fatalf("%s: first content not seen after its event's chunk", enc)
+			}
+			if _, reported := m.Usage(); reported != (i >= 5) {
+				t.Fatalf("%s: after event %d reported %v", enc, i, reported)
+			}
+		}
+		if u, _ := m.Usage(); u != c.want {
+			t.Fatalf("%s: usage %+v", enc, u)
+		}
 	}
 }
