@@ -10,6 +10,7 @@ import (
 	"github.com/tollgate-ai/tollgate/limiter"
 	"github.com/tollgate-ai/tollgate/processor/tokens"
 	"github.com/tollgate-ai/tollgate/processor/usage"
+	"github.com/tollgate-ai/tollgate/telemetry"
 )
 
 // admit checks the model and reserves the request's tokens in every
@@ -19,7 +20,7 @@ func (st *stream) admit(ctx context.Context, r usage.Request) *apiError {
 	st.model, st.stream, st.maxOutput = r.Model, r.Stream, r.MaxOutput
 	if !st.consumer.AllowsModel(r.Model) {
 		return &apiError{status: 403, kind: "invalid_request_error", code: "model_not_allowed",
-			message: fmt.Sprintf("The model %q is not allowed for this API key.", r.Model)}
+			message: fmt.Sprintf("The model %q is not allowed for this API key.", r.Model), decision: telemetry.Forbidden}
 	}
 	st.enc = p.defEnc
 	if e, ok := tokens.ForModel(r.Model); ok {
@@ -30,22 +31,27 @@ func (st *stream) admit(ctx context.Context, r usage.Request) *apiError {
 	balance := p.Quota.Balance(st.consumer.Name, r.Model, st.s.o.Clock())
 	st.reservation = ledger.Reservation{ID: st.id, Windows: windows, Balance: balance}
 	if len(windows) == 0 && balance == nil {
-		st.admitted = true
+		st.admitted, st.decided = true, true
 		return nil
 	}
 	if balance != nil || countsTokens(windows) {
 		st.reservation.Input = st.promptTokens()
 		st.reservation.Output = st.outputReserve(r)
 	}
+	t0 := st.s.o.Clock()
 	d, err := st.s.o.Store.Reserve(ctx, &st.reservation)
+	st.s.o.Telemetry.StoreCall("reserve", st.s.o.Clock().Sub(t0), err)
 	if err != nil {
 		st.s.o.Logger.Error("cannot admit request", "request_id", st.requestID, "consumer", st.consumer.Name, "err", err)
 		return &apiError{status: 503, kind: "server_error", code: "store_unavailable",
-			message: "The gateway cannot check rate limits and quotas right now; retry shortly."}
+			message: "The gateway cannot check rate limits and quotas right now; retry shortly.", decision: telemetry.StoreError}
 	}
 	st.decision = d
+	if balance != nil {
+		st.s.o.Telemetry.QuotaRemaining(st.consumer.Name, d.Balance)
+	}
 	if d.Allowed {
-		st.admitted = true
+		st.admitted, st.decided = true, true
 		return nil
 	}
 	return st.refusal(d)
@@ -64,10 +70,12 @@ func (st *stream) outputReserve(r usage.Request) int64 {
 	if st.api == usage.APIEmbeddings {
 		return 0
 	}
+	perChoice := st.policy.cfg.ReserveOutputTokens
 	if r.MaxOutput > 0 {
-		return r.MaxOutput
+		perChoice = r.MaxOutput
 	}
-	return st.policy.cfg.ReserveOutputTokens
+	// n (or best_of) completions are generated and billed.
+	return perChoice * max(r.Choices, 1)
 }
 
 // promptTokens estimates the request's prompt once, on first need.
@@ -86,8 +94,8 @@ func (st *stream) promptTokens() int64 {
 // an exhausted quota.
 func (st *stream) refusal(d *ledger.Decision) *apiError {
 	if d.Refused < 0 || d.Refused >= len(st.reservation.Windows) {
-		e := &apiError{status: 403, kind: "insufficient_quota", code: "insufficient_quota", message: st.policy.Quota.RejectedMsg()}
-		return e
+		return &apiError{status: 403, kind: "insufficient_quota", code: "insufficient_quota", message: st.policy.Quota.RejectedMsg(),
+			decision: telemetry.QuotaExhausted}
 	}
 	w := &st.reservation.Windows[d.Refused]
 	rej := st.policy.Rules.Rejection(w)
@@ -95,7 +103,8 @@ func (st *stream) refusal(d *ledger.Decision) *apiError {
 	if w.Unit == ledger.Requests {
 		kind = "requests"
 	}
-	e := &apiError{status: rej.Code, kind: kind, code: "rate_limit_exceeded", message: rej.Message}
+	e := &apiError{status: rej.Code, kind: kind, code: "rate_limit_exceeded", message: rej.Message,
+		decision: telemetry.RateLimited, rule: w.Rule}
 	if rej.Custom && json.Valid([]byte(rej.Message)) {
 		e.raw = []byte(rej.Message)
 	}

@@ -10,6 +10,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"github.com/tollgate-ai/tollgate/processor/usage"
+	"github.com/tollgate-ai/tollgate/telemetry"
 )
 
 // apiError is a refusal tollgate answers itself, in the error format of the
@@ -27,6 +28,9 @@ type apiError struct {
 	// raw, when set, is sent as the body instead: an operator's own JSON
 	// refusal (Higress sends rejected_msg as written).
 	raw []byte
+	// decision and rule are what telemetry records of the refusal.
+	decision telemetry.Decision
+	rule     string
 }
 
 func (e *apiError) body(api usage.API) []byte {
@@ -87,13 +91,13 @@ func (e *apiError) response(api usage.API) *extprocv3.ProcessingResponse {
 }
 
 func errUnauthenticated(msg string) *apiError {
-	e := &apiError{status: 401, kind: "invalid_request_error", code: "invalid_api_key", message: msg}
+	e := &apiError{status: 401, kind: "invalid_request_error", code: "invalid_api_key", message: msg, decision: telemetry.Unauthenticated}
 	e.headers.setHeader("www-authenticate", `Bearer realm="tollgate"`)
 	return e
 }
 
 func errBadRequest(msg string) *apiError {
-	return &apiError{status: 400, kind: "invalid_request_error", code: "invalid_request", message: msg}
+	return &apiError{status: 400, kind: "invalid_request_error", code: "invalid_request", message: msg, decision: telemetry.BadRequest}
 }
 
 // retryAfter formats a delay as whole seconds, rounded up, at least 1.

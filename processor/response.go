@@ -11,6 +11,8 @@ import (
 
 	"github.com/tollgate-ai/tollgate/ledger"
 	"github.com/tollgate-ai/tollgate/processor/usage"
+	"github.com/tollgate-ai/tollgate/quota"
+	"github.com/tollgate-ai/tollgate/telemetry"
 )
 
 // responseHeaders prepares metering of the response and tells the client
@@ -64,10 +66,10 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 		return resp
 	}
 	if st.metering {
-		if st.firstByte.IsZero() {
+		out, replaced := st.meter.Write(b.GetBody())
+		if st.firstByte.IsZero() && st.meter.FirstContent() {
 			st.firstByte = st.s.o.Clock()
 		}
-		out, replaced := st.meter.Write(b.GetBody())
 		if b.GetEndOfStream() {
 			if tail, r := st.meter.Finish(); r {
 				out = append(out[:len(out):len(out)], tail...)
@@ -89,13 +91,50 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 // Envoy gave up — is settled here with what was seen.
 func (st *stream) finish() {
 	if st.admitted && !st.settled {
+		st.cancelled = true
 		st.settle()
 	}
 }
 
+// report tells telemetry how the request ended: once per request that
+// reached a decision on a counted API (not the in-band admin calls).
+func (st *stream) report() {
+	tel := st.s.o.Telemetry
+	if tel == nil || !st.decided || st.adminOp != quota.NoAdminOp {
+		return
+	}
+	r := telemetry.Request{
+		ID:          st.id,
+		RequestID:   st.requestID,
+		TraceParent: st.reqHdrs.value("traceparent"),
+		TraceState:  st.reqHdrs.value("tracestate"),
+		Model:       st.model,
+		Route:       st.route,
+		Operation:   telemetry.Operation(st.api),
+		Decision:    st.outcome,
+		Rule:        st.rule,
+		Status:      st.status,
+		Usage:       st.usage,
+		Start:       st.started,
+		FirstToken:  st.firstByte,
+		End:         st.s.o.Clock(),
+		Cancelled:   st.cancelled,
+	}
+	if st.consumer != nil {
+		r.Consumer = st.consumer.Name
+	}
+	if st.provider != nil {
+		r.Provider = st.provider.name
+	}
+	if st.metering {
+		r.ResponseModel = st.meter.ResponseModel()
+	}
+	tel.RequestDone(&r)
+}
+
 // usage is what the request is charged: the provider's report when there
 // is one; else tollgate's own count of the prompt and of the streamed text.
-func (st *stream) usage() usage.Usage {
+func (st *stream) metered() usage.Usage {
 	switch {
 	case st.status == 0:
 		// No response reached tollgate: the provider may still have read
@@ -118,7 +157,8 @@ func (st *stream) usage() usage.Usage {
 func (st *stream) settle() *structpb.Struct {
 	st.settled = true
 	now := st.s.o.Clock()
-	u := st.usage()
+	u := st.metered()
+	st.usage = u
 	// The settlement may outlive this stream (the ledger spools it while
 	// the store is down), so it gets its own copy of the reservation; the
 	// windows and balance inside are allocated per request.
@@ -137,14 +177,10 @@ func (st *stream) settle() *structpb.Struct {
 	ctx, cancel := context.WithTimeout(context.Background(), st.s.o.SettleTimeout)
 	defer cancel()
 	err := st.s.o.Store.Settle(ctx, s)
-	log := st.s.o.Logger
+	st.s.o.Telemetry.StoreCall("settle", st.s.o.Clock().Sub(now), err)
 	if err != nil {
-		log.Error("cannot settle usage", "request_id", st.requestID, "consumer", st.consumer.Name, "err", err)
+		st.s.o.Logger.Error("cannot settle usage", "request_id", st.requestID, "consumer", st.consumer.Name, "err", err)
 	}
-	log.Info("request settled",
-		"request_id", st.requestID, "consumer", st.consumer.Name, "model", st.model, "status", st.status,
-		"input_tokens", u.Input, "output_tokens", u.Output, "estimated", u.Estimated,
-		"duration_ms", now.Sub(st.started).Milliseconds())
 	md, _ := structpb.NewStruct(map[string]any{
 		"tollgate": map[string]any{
 			"consumer":      st.consumer.Name,

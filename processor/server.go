@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/tollgate-ai/tollgate/limiter"
 	"github.com/tollgate-ai/tollgate/processor/tokens"
 	"github.com/tollgate-ai/tollgate/quota"
+	"github.com/tollgate-ai/tollgate/telemetry"
 )
 
 // Policy is everything a request is judged by. It is immutable; a reload
@@ -89,6 +91,9 @@ type Options struct {
 	Clock func() time.Time
 	// SettleTimeout bounds a settlement (which spools on failure); default 5s.
 	SettleTimeout time.Duration
+	// Telemetry records metrics, spans and a log line per request; nil
+	// records nothing.
+	Telemetry *telemetry.Telemetry
 }
 
 // Server implements [extprocv3.ExternalProcessorServer].
@@ -133,6 +138,7 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 	st.reset(s, s.policy.Load())
 	defer func() {
 		st.finish()
+		st.report()
 		st.release()
 		s.pool.Put(st)
 	}()
@@ -145,7 +151,9 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 			}
 			return fmt.Errorf("cannot receive from envoy: %w", err)
 		}
+		t0 := s.o.Clock()
 		resp := st.handle(ctx, req)
+		s.o.Telemetry.Phase(phaseOf(req), s.o.Clock().Sub(t0))
 		if err := srv.Send(resp); err != nil {
 			if status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
 				return nil
@@ -157,4 +165,27 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 			return nil
 		}
 	}
+}
+
+func phaseOf(req *extprocv3.ProcessingRequest) telemetry.Phase {
+	switch req.Request.(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return telemetry.RequestHeaders
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return telemetry.RequestBody
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return telemetry.ResponseHeaders
+	default:
+		return telemetry.ResponseBody
+	}
+}
+
+// ProviderSecrets returns the provider keys the policy injects, for
+// telemetry to keep out of everything it reports.
+func (p *Policy) ProviderSecrets() []string {
+	out := make([]string, 0, len(p.providers))
+	for _, pr := range p.providers {
+		out = append(out, strings.TrimPrefix(pr.value, "Bearer "))
+	}
+	return out
 }

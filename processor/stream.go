@@ -19,6 +19,7 @@ import (
 	"github.com/tollgate-ai/tollgate/processor/tokens"
 	"github.com/tollgate-ai/tollgate/processor/usage"
 	"github.com/tollgate-ai/tollgate/quota"
+	"github.com/tollgate-ai/tollgate/telemetry"
 )
 
 // stream is the state of one HTTP request, from its request headers to the
@@ -65,6 +66,13 @@ type stream struct {
 	started   time.Time
 	firstByte time.Time
 	settled   bool
+	cancelled bool        // the stream ended before the response did
+	usage     usage.Usage // what was settled
+
+	// Telemetry: how the request was decided, reported once at the end.
+	decided bool
+	outcome telemetry.Decision
+	rule    string
 }
 
 func (st *stream) reset(s *Server, p *Policy) {
@@ -104,6 +112,7 @@ func (st *stream) handle(ctx context.Context, req *extprocv3.ProcessingRequest) 
 
 func (st *stream) reject(e *apiError) *extprocv3.ProcessingResponse {
 	st.done = true
+	st.decided, st.outcome, st.rule = true, e.decision, e.rule
 	return e.response(st.api)
 }
 
@@ -165,7 +174,8 @@ func (st *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingR
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: headersResponse(&m)}}
 	if st.api == usage.APIUnknown {
 		if p.cfg.UnknownPaths == "deny" {
-			return st.reject(&apiError{status: 404, kind: "invalid_request_error", code: "unknown_path", message: "tollgate does not serve " + st.path})
+			return st.reject(&apiError{status: 404, kind: "invalid_request_error", code: "unknown_path",
+				message: "tollgate does not serve " + st.path, decision: telemetry.Forbidden})
 		}
 		// Nothing to count: let the response through without sending it here.
 		resp.ModeOverride = &filterv3.ProcessingMode{

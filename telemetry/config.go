@@ -13,8 +13,9 @@ import (
 // a collector.
 type Config struct {
 	// Models lists the model names (path.Match globs, e.g. "gpt-4o*") kept
-	// as metric label values; every other model is counted as "other". Spans,
-	// logs and usage records always carry the real name.
+	// as metric label values; every other model is counted as "other". When
+	// empty, the first MaxModels distinct names seen are kept. Spans, logs
+	// and usage records always carry the real name.
 	Models []string `yaml:"models"`
 	// MaxModels caps how many distinct model label values are kept even
 	// when globs match more; later ones count as "other". Default 100.

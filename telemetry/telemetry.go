@@ -144,7 +144,11 @@ func New(ctx context.Context, cfg Config, o Options) (*Telemetry, error) {
 	t.secrets = &secrets{list: o.Secrets, isKey: o.IsKey, clock: o.Clock}
 	suspect := func(v string) bool { return t.secrets.scrub(v) == redacted }
 	known := &knownSet{list: o.Consumers, clock: o.Clock}
-	t.models = newCapped(cfg.MaxModels, globs(cfg.Models))
+	var allowModel func(string) bool // none configured: the first MaxModels seen
+	if len(cfg.Models) > 0 {
+		allowModel = globs(cfg.Models)
+	}
+	t.models = newCapped(cfg.MaxModels, allowModel)
 	t.consumers = newCapped(cfg.MaxConsumers, known.contains)
 	t.providers = newCapped(maxProviders, nil)
 	t.operations = newCapped(maxOperations, nil)

@@ -121,7 +121,7 @@ func TestServeAndDrain(t *testing.T) {
 		t.Fatalf("health = %v, %v", hr, err)
 	}
 
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/v1/quota": 401} {
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/v1/quota": 401} {
 		resp, err := http.Get("http://" + a[1] + path)
 		if err != nil {
 			t.Fatal(err)

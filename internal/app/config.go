@@ -16,6 +16,7 @@ import (
 	"github.com/tollgate-ai/tollgate/limiter"
 	"github.com/tollgate-ai/tollgate/processor"
 	"github.com/tollgate-ai/tollgate/quota"
+	"github.com/tollgate-ai/tollgate/telemetry"
 )
 
 // Config is tollgate's config file. Each section belongs to the package
@@ -30,6 +31,7 @@ type Config struct {
 	Processing processor.Config           `yaml:"processing"`
 	Limits     limiter.Config             `yaml:",inline"`
 	Quota      quota.Config               `yaml:"quota"`
+	Telemetry  telemetry.Config           `yaml:"telemetry"`
 }
 
 // ServerConfig is where tollgate listens and how it stops.
@@ -40,7 +42,8 @@ type ServerConfig struct {
 	// default :8081.
 	AdminAddr string `yaml:"admin_addr"`
 	// DrainTimeout bounds how long a stop waits for in-flight streams to
-	// finish (and settle); default 5m, above the longest LLM stream.
+	// finish (and settle); default 15m, the route timeout of the shipped
+	// envoy.yaml, so no stream Envoy still serves is cut.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
@@ -60,7 +63,7 @@ func (c *Config) defaults() {
 		c.Server.AdminAddr = ":8081"
 	}
 	if c.Server.DrainTimeout == 0 {
-		c.Server.DrainTimeout = 5 * time.Minute
+		c.Server.DrainTimeout = 15 * time.Minute
 	}
 }
 
@@ -88,6 +91,7 @@ func (c *Config) Validate(getenv func(string) string) error {
 		c.Processing.Validate("processing"),
 		c.Limits.Validate(""),
 		c.Quota.Validate("quota"),
+		c.Telemetry.Validate("telemetry"),
 	)
 	if a := c.Quota.AdminConsumer; a != "" && !hasConsumer(c.Consumers, a) {
 		errs = append(errs, fmt.Errorf("quota.admin_consumer: %q is not one of the consumers", a))

@@ -20,6 +20,7 @@ import (
 	"github.com/tollgate-ai/tollgate/limiter"
 	"github.com/tollgate-ai/tollgate/processor"
 	"github.com/tollgate-ai/tollgate/quota"
+	"github.com/tollgate-ai/tollgate/telemetry"
 )
 
 // Hooks let a caller that runs tollgate in-process learn what it does.
@@ -71,7 +72,29 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string)
 		}
 	}()
 
-	proc := processor.New(processor.Options{Store: store, Logger: log}, policy)
+	var proc *processor.Server
+	tel, err := telemetry.New(ctx, c.Telemetry, telemetry.Options{
+		Consumers: func() []string { return proc.Policy().Consumers.Names() },
+		Secrets:   func() []string { return proc.Policy().ProviderSecrets() },
+		IsKey: func(s string) bool {
+			_, ok := proc.Policy().Consumers.Authenticate(s)
+			return ok
+		},
+		Logger: log,
+		Getenv: getenv,
+	})
+	if err != nil {
+		return fmt.Errorf("cannot start telemetry: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			log.Warn("telemetry did not flush cleanly", "err", err)
+		}
+	}()
+	tel.SetSpoolDepth(store.SpoolDepth)
+	proc = processor.New(processor.Options{Store: store, Logger: log, Telemetry: tel}, policy)
 	// WaitForHandlers makes Stop wait for the handlers, so that streams cut
 	// at the drain timeout still settle before the store closes.
 	grpcSrv := grpc.NewServer(grpc.WaitForHandlers(true))
@@ -84,7 +107,7 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string)
 		Store:     store,
 		Consumers: func() []string { return proc.Policy().Consumers.Names() },
 	})
-	adminHandler, err := admin.New(admin.Options{Config: c.Admin, Getenv: getenv, Ready: store.Ping, API: api})
+	adminHandler, err := admin.New(admin.Options{Config: c.Admin, Getenv: getenv, Ready: store.Ping, API: api, Metrics: tel.MetricsHandler()})
 	if err != nil {
 		return err
 	}

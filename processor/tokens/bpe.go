@@ -2,15 +2,15 @@ package tokens
 
 import (
 	"math"
+	"math/bits"
 	"sync"
 )
 
 // noRank marks a pair of adjacent parts whose concatenation is not a token.
 const noRank = math.MaxUint32
 
-// smallPiece is the longest piece merged by rescanning all pairs after each
-// merge; that is quadratic but allocation-free and fastest for words. Longer
-// pieces use a heap, O(n log n).
+// smallPiece is the longest piece merged with working memory on the stack;
+// longer ones use pooled memory.
 const smallPiece = 64
 
 // countPiece returns the number of tokens BPE makes of one pre-tokenizer
@@ -18,132 +18,32 @@ const smallPiece = 64
 // concatenation has the lowest rank (the leftmost one on ties) until no
 // adjacent pair is a token.
 func (v *vocab) countPiece(p []byte) int {
-	switch {
-	case len(p) <= 1:
+	if len(p) <= 1 {
 		return len(p)
-	case len(p) <= smallPiece:
-		if _, ok := v.rank(p); ok {
-			return 1
-		}
-		return v.mergeSmall(p)
-	default:
-		if _, ok := v.rank(p); ok {
-			return 1
-		}
-		return v.mergeLong(p)
 	}
+	if _, ok := v.rank(p); ok {
+		return 1
+	}
+	if len(p) <= smallPiece {
+		var tree [2 * smallPiece]uint64
+		var next, prev [smallPiece]int32
+		return v.merge(p, tree[:], next[:len(p)], prev[:len(p)])
+	}
+	s := mergePool.Get().(*mergeScratch)
+	defer mergePool.Put(s)
+	m := 1 << bits.Len(uint(len(p)-1))
+	s.tree = grow(s.tree, 2*m)
+	s.next = grow(s.next, len(p))
+	s.prev = grow(s.prev, len(p))
+	return v.merge(p, s.tree, s.next, s.prev)
 }
 
-func (v *vocab) mergeSmall(p []byte) int {
-	// start[i] is where part i begins; ranks[i] is the rank of part i joined
-	// with part i+1.
-	var start [smallPiece + 1]int
-	var ranks [smallPiece]uint32
-	n := len(p) // number of parts
-	for i := 0; i <= n; i++ {
-		start[i] = i
-	}
-	pair := func(i int) uint32 {
-		if i+2 > n {
-			return noRank
-		}
-		if r, ok := v.rank(p[start[i]:start[i+2]]); ok {
-			return r
-		}
-		return noRank
-	}
-	for i := 0; i < n-1; i++ {
-		ranks[i] = pair(i)
-	}
-	for n > 1 {
-		best, at := uint32(noRank), -1
-		for i := 0; i < n-1; i++ {
-			if ranks[i] < best {
-				best, at = ranks[i], i
-			}
-		}
-		if at < 0 {
-			break
-		}
-		// Part at+1 joins part at.
-		copy(start[at+1:n], start[at+2:n+1])
-		copy(ranks[at+1:n-1], ranks[at+2:n])
-		n--
-		ranks[at] = pair(at)
-		if at > 0 {
-			ranks[at-1] = pair(at - 1)
-		}
-	}
-	return n
+type mergeScratch struct {
+	tree       []uint64
+	next, prev []int32
 }
 
-// longScratch is the working memory of mergeLong, pooled so that counting
-// allocates nothing in the steady state.
-type longScratch struct {
-	next  []int32  // next[i]: start of the part after the part starting at i
-	prev  []int32  // prev[i]: start of the part before it
-	ranks []uint32 // ranks[i]: rank of the part at i joined with the next one
-	heap  []uint64 // rank<<32 | start, a min-heap: lowest rank, then leftmost
-}
-
-var longPool = sync.Pool{New: func() any { return new(longScratch) }}
-
-func (v *vocab) mergeLong(p []byte) int {
-	s := longPool.Get().(*longScratch)
-	defer longPool.Put(s)
-	n := len(p)
-	s.next = grow(s.next, n)
-	s.prev = grow(s.prev, n)
-	s.ranks = grow(s.ranks, n)
-	s.heap = s.heap[:0]
-	next, prev, ranks := s.next, s.prev, s.ranks
-	end := int32(n)
-	pair := func(i int32) uint32 {
-		j := next[i]
-		if j >= end {
-			return noRank
-		}
-		k := next[j]
-		if r, ok := v.rank(p[i:k]); ok {
-			return r
-		}
-		return noRank
-	}
-	for i := int32(0); i < end; i++ {
-		next[i] = i + 1
-		prev[i] = i - 1
-	}
-	for i := int32(0); i < end; i++ {
-		ranks[i] = pair(i)
-		if ranks[i] != noRank {
-			s.push(uint64(ranks[i])<<32 | uint64(i))
-		}
-	}
-	parts := n
-	for len(s.heap) > 0 {
-		top := s.pop()
-		r, i := uint32(top>>32), int32(uint32(top))
-		if ranks[i] != r {
-			continue // stale: part i merged away or its pair changed
-		}
-		j := next[i]
-		ranks[j] = noRank // part j joins part i and is gone
-		next[i] = next[j]
-		if next[i] < end {
-			prev[next[i]] = i
-		}
-		parts--
-		if ranks[i] = pair(i); ranks[i] != noRank {
-			s.push(uint64(ranks[i])<<32 | uint64(i))
-		}
-		if h := prev[i]; h >= 0 {
-			if ranks[h] = pair(h); ranks[h] != noRank {
-				s.push(uint64(ranks[h])<<32 | uint64(h))
-			}
-		}
-	}
-	return parts
-}
+var mergePool = sync.Pool{New: func() any { return new(mergeScratch) }}
 
 func grow[T any](b []T, n int) []T {
 	if cap(b) < n {
@@ -152,45 +52,69 @@ func grow[T any](b []T, n int) []T {
 	return b[:n]
 }
 
-func (s *longScratch) push(x uint64) {
-	h := append(s.heap, x)
-	i := len(h) - 1
-	for i > 0 {
-		parent := (i - 1) / 2
-		if h[parent] <= x {
-			break
-		}
-		h[i] = h[parent]
-		i = parent
+// merge runs BPE on p and returns the number of parts left.
+//
+// Parts are a linked list indexed by their first byte (next, prev). The rank
+// of each part joined with the next one sits in a leaf of a tournament tree
+// (tree[m+i], m leaves) as rank<<32 | i, so the root is the lowest rank and,
+// among equal ranks, the leftmost pair. Each merge changes three leaves, each
+// in O(log n) (O(log n + part length) for the three together): the whole
+// piece costs O(n log n), never the O(n²) of rescanning every pair after
+// every merge.
+func (v *vocab) merge(p []byte, tree []uint64, next, prev []int32) int {
+	n := len(p)
+	m := 1 << bits.Len(uint(n-1))
+	tree = tree[:2*m]
+	end := int32(n)
+	for i := range next {
+		next[i] = int32(i) + 1
+		prev[i] = int32(i) - 1
 	}
-	h[i] = x
-	s.heap = h
-}
-
-func (s *longScratch) pop() uint64 {
-	h := s.heap
-	top := h[0]
-	last := h[len(h)-1]
-	h = h[:len(h)-1]
-	n := len(h)
-	i := 0
-	for {
-		c := 2*i + 1
-		if c >= n {
-			break
+	for i := 0; i < m; i++ {
+		tree[m+i] = math.MaxUint64
+		if i < n-1 {
+			if r, ok := v.rank(p[i : i+2]); ok {
+				tree[m+i] = uint64(r)<<32 | uint64(i)
+			}
 		}
-		if c+1 < n && h[c+1] < h[c] {
-			c++
-		}
-		if last <= h[c] {
-			break
-		}
-		h[i] = h[c]
-		i = c
 	}
-	if n > 0 {
-		h[i] = last
+	for k := m - 1; k >= 1; k-- {
+		tree[k] = min(tree[2*k], tree[2*k+1])
 	}
-	s.heap = h
-	return top
+	pairKey := func(i int32) uint64 {
+		j := next[i]
+		if j >= end {
+			return math.MaxUint64
+		}
+		if r, ok := v.rank(p[i:next[j]]); ok {
+			return uint64(r)<<32 | uint64(i)
+		}
+		return math.MaxUint64
+	}
+	parts := n
+	for tree[1] != math.MaxUint64 {
+		i := int32(uint32(tree[1]))
+		j := next[i]
+		// Part j joins part i.
+		next[i] = next[j]
+		if next[i] < end {
+			prev[next[i]] = i
+		}
+		parts--
+		lo := i
+		tree[m+int(j)] = math.MaxUint64
+		tree[m+int(i)] = pairKey(i)
+		if h := prev[i]; h >= 0 {
+			tree[m+int(h)] = pairKey(h)
+			lo = h
+		}
+		// The changed leaves lie in [lo, j]; their ancestors at each level
+		// form a range that halves on the way up.
+		for a, b := (m+int(lo))>>1, (m+int(j))>>1; a >= 1; a, b = a>>1, b>>1 {
+			for k := a; k <= b; k++ {
+				tree[k] = min(tree[2*k], tree[2*k+1])
+			}
+		}
+	}
+	return parts
 }
