@@ -42,6 +42,21 @@ type Config struct {
 	// UsageTTL is how long daily usage totals are kept after their last
 	// update; 90 days when 0.
 	UsageTTL time.Duration `yaml:"usage_ttl"`
+	// UsageEvents is the Redis Stream of usage records for billing
+	// pipelines.
+	UsageEvents EventsConfig `yaml:"usage_events"`
+}
+
+// EventsConfig is the Redis Stream every settlement appends its usage
+// record to (XADD … MAXLEN ~), once per request id: a replayed settlement
+// does not append it again. On a Redis Cluster there is one stream per
+// consumer, "<stream>:{c:<consumer>}", since a script touches one slot.
+type EventsConfig struct {
+	// Stream is the stream's key (after the key prefix); empty disables
+	// the events. Default "usage-events".
+	Stream string `yaml:"stream"`
+	// MaxLen trims the stream to about this many records; default 1000000.
+	MaxLen int64 `yaml:"maxlen"`
 }
 
 // RedisConfig selects and tunes the Redis deployment: one address for a
@@ -66,6 +81,8 @@ type RedisConfig struct {
 // Defaults applied by [DefaultConfig] and, for fields left zero, by [Open].
 const (
 	DefaultSpoolMax    = 100000
+	DefaultEventStream = "usage-events"
+	DefaultEventMaxLen = 1000000
 	DefaultKeyPrefix   = "tollgate:"
 	DefaultDialTimeout = time.Second
 	DefaultReadTimeout = 500 * time.Millisecond
@@ -79,6 +96,10 @@ func DefaultConfig() Config {
 		OnError:  FailClosed,
 		SpoolMax: DefaultSpoolMax,
 		UsageTTL: defaultUsageTTL,
+		UsageEvents: EventsConfig{
+			Stream: DefaultEventStream,
+			MaxLen: DefaultEventMaxLen,
+		},
 		Redis: RedisConfig{
 			Addrs:       []string{"127.0.0.1:6379"},
 			KeyPrefix:   DefaultKeyPrefix,
@@ -101,6 +122,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.UsageTTL == 0 {
 		c.UsageTTL = defaultUsageTTL
+	}
+	if c.UsageEvents.Stream != "" && c.UsageEvents.MaxLen == 0 {
+		c.UsageEvents.MaxLen = DefaultEventMaxLen
 	}
 	if c.Redis.DialTimeout == 0 {
 		c.Redis.DialTimeout = DefaultDialTimeout
@@ -135,6 +159,12 @@ func (c Config) Validate(path string) error {
 		bad("usage_ttl", "must be >= 0, got %v", c.UsageTTL)
 	} else if c.UsageTTL > 0 && c.UsageTTL < 24*time.Hour {
 		bad("usage_ttl", "must be at least 24h so a day's totals outlive the day, got %v", c.UsageTTL)
+	}
+	if c.UsageEvents.MaxLen < 0 {
+		bad("usage_events.maxlen", "must be >= 0, got %d", c.UsageEvents.MaxLen)
+	}
+	if strings.ContainsAny(c.UsageEvents.Stream, "{}") {
+		bad("usage_events.stream", "must not contain braces (Redis hash tags), got %q", c.UsageEvents.Stream)
 	}
 	if c.Type == TypeRedis {
 		r := c.Redis

@@ -11,6 +11,7 @@ package ledger
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"time"
@@ -260,6 +261,9 @@ type Settlement struct {
 	Hold Hold `json:"hold"`
 	// Usage is what the request actually used.
 	Usage usage.Usage `json:"usage"`
+	// Event is the usage record (protobuf JSON of tollgate.v1.UsageRecord)
+	// the Redis store appends to its usage-event stream, once per ID.
+	Event json.RawMessage `json:"event,omitempty"`
 }
 
 // TotalsQuery selects usage totals.

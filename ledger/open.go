@@ -80,7 +80,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := NewRedis(RedisOptions{Client: client, KeyPrefix: cfg.Redis.KeyPrefix, UsageTTL: cfg.UsageTTL})
+	r, err := NewRedis(RedisOptions{Client: client, KeyPrefix: cfg.Redis.KeyPrefix, UsageTTL: cfg.UsageTTL, Events: cfg.UsageEvents})
 	if err != nil {
 		_ = client.Close()
 		return nil, err

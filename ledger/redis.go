@@ -36,6 +36,9 @@ type RedisOptions struct {
 	// UsageTTL is how long daily usage totals are kept after their last
 	// update; 90 days when 0.
 	UsageTTL time.Duration
+	// Events is the Redis Stream each settlement's usage record is appended
+	// to (see [EventsConfig]); no stream when its Stream is empty.
+	Events EventsConfig
 }
 
 // Redis is a [Store] in Redis, shared by every replica. Each Reserve and
@@ -45,6 +48,8 @@ type Redis struct {
 	client   redis.UniversalClient
 	prefix   string
 	usageTTL time.Duration
+	events   EventsConfig
+	cluster  bool
 	// clock, when set, replaces the server's TIME in the scripts. Only the
 	// package's tests set it, to drive the windows with a fake clock.
 	clock func() time.Time
@@ -63,7 +68,8 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	if o.UsageTTL <= 0 {
 		o.UsageTTL = defaultUsageTTL
 	}
-	return &Redis{client: o.Client, prefix: o.KeyPrefix, usageTTL: o.UsageTTL}, nil
+	_, cluster := o.Client.(*redis.ClusterClient)
+	return &Redis{client: o.Client, prefix: o.KeyPrefix, usageTTL: o.UsageTTL, events: o.Events, cluster: cluster}, nil
 }
 
 // LoadScripts loads the store's scripts into every node's script cache, so
@@ -132,6 +138,16 @@ func tagOf(key string) string {
 
 func (r *Redis) markerKey(tag, id string) string {
 	return r.prefix + "settled:{" + tag + "}:" + id
+}
+
+// eventKey is the usage-event stream. On a Cluster a script may only touch
+// one slot, so each consumer's records go to the stream under its own tag
+// ("usage-events:{c:team-a}"); on a single node or Sentinel there is one.
+func (r *Redis) eventKey(tag string) string {
+	if r.cluster {
+		return r.prefix + r.events.Stream + ":{" + tag + "}"
+	}
+	return r.prefix + r.events.Stream
 }
 
 func (r *Redis) usageKey(consumer, day string) string {
@@ -346,6 +362,11 @@ func (r *Redis) Settle(ctx context.Context, s *Settlement) error {
 		if g.usage {
 			c := &calls[gi]
 			c.keys = append(c.keys, r.usageKey(s.Consumer, s.Day))
+			if r.events.Stream != "" && len(s.Event) > 0 {
+				c.keys = append(c.keys, r.eventKey(g.tag))
+				c.args = append(c.args, r.events.MaxLen, []byte(s.Event))
+				c.args[6] = 1 // has_event
+			}
 		}
 	}
 	replies, err := r.run(ctx, calls)
@@ -373,7 +394,7 @@ func (r *Redis) settleCall(res *Reservation, g group, id string, h *Hold, u usag
 	if hasMarker {
 		c.keys = append(c.keys, r.markerKey(g.tag, id))
 	}
-	c.args = append(c.args, now, nw, boolArg(hasMarker), boolArg(g.balance), boolArg(hasUsage), markerTTL.Milliseconds())
+	c.args = append(c.args, now, nw, boolArg(hasMarker), boolArg(g.balance), boolArg(hasUsage), markerTTL.Milliseconds(), 0)
 	for _, i := range g.windows {
 		w := &res.Windows[i]
 		n, width := bucketing(w.Size)

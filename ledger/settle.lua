@@ -6,10 +6,13 @@
 -- KEYS: the marker key when has_marker is 1, the window hashes, the
 --       balance key when has_balance is 1, the usage hash when has_usage is 1.
 -- ARGV: now_us ("" = the server's TIME), window_count, has_marker,
---       has_balance, has_usage, marker_ttl_ms,
+--       has_balance, has_usage, marker_ttl_ms, has_event,
 --       4 per window: buckets, bucket_width_us, at_us, delta,
 --       then when has_balance: delta,
---       then when has_usage: ttl_ms, field_count, field, increment, ...
+--       then when has_usage: ttl_ms, field_count, field, increment, ...,
+--       then when has_event: stream_maxlen, record.
+-- KEYS end with the usage-event stream when has_event is 1: the record is
+-- appended under the same marker, so a replay never appends it twice.
 -- Reply: 1 when applied, 0 when this id was already settled.
 
 local function fmt(x) return string.format('%d', x) end
@@ -25,6 +28,7 @@ local nw = tonumber(ARGV[2])
 local has_marker = ARGV[3] == '1'
 local has_balance = ARGV[4] == '1'
 local has_usage = ARGV[5] == '1'
+local has_event = ARGV[7] == '1'
 
 local k = 0
 if has_marker then
@@ -60,7 +64,7 @@ local function advance(key, n, lo)
   return true
 end
 
-local a = 6
+local a = 7
 for i = 1, nw do
   local key = KEYS[k + i]
   local n = tonumber(ARGV[a + 1])
@@ -111,5 +115,11 @@ if has_usage then
     a = a + 2
   end
   redis.call('PEXPIRE', KEYS[k], ttl)
+end
+
+if has_event then
+  k = k + 1
+  redis.call('XADD', KEYS[k], 'MAXLEN', '~', ARGV[a + 1], '*', 'record', ARGV[a + 2])
+  a = a + 2
 end
 return 1

@@ -103,6 +103,12 @@ func (st *stream) report() {
 	if tel == nil || !st.decided || st.adminOp != quota.NoAdminOp {
 		return
 	}
+	r := st.record(st.s.o.Clock())
+	tel.RequestDone(&r)
+}
+
+// record describes the request for telemetry and the usage event.
+func (st *stream) record(end time.Time) telemetry.Request {
 	r := telemetry.Request{
 		ID:          st.id,
 		RequestID:   st.requestID,
@@ -117,7 +123,7 @@ func (st *stream) report() {
 		Usage:       st.usage,
 		Start:       st.started,
 		FirstToken:  st.firstByte,
-		End:         st.s.o.Clock(),
+		End:         end,
 		Cancelled:   st.cancelled,
 	}
 	if st.consumer != nil {
@@ -129,7 +135,7 @@ func (st *stream) report() {
 	if st.metering {
 		r.ResponseModel = st.meter.ResponseModel()
 	}
-	tel.RequestDone(&r)
+	return r
 }
 
 // usage is what the request is charged: the provider's report when there
@@ -173,6 +179,10 @@ func (st *stream) settle() *structpb.Struct {
 	}
 	if st.decision != nil {
 		s.Hold = st.decision.Hold
+	}
+	rec := st.record(now)
+	if ev, err := telemetry.UsageRecordJSON(&rec); err == nil {
+		s.Event = ev
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), st.s.o.SettleTimeout)
 	defer cancel()
