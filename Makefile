@@ -48,6 +48,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each.
 	  done; \
 	done
 
+.PHONY: proto
+proto: ## Regenerate the Go code of proto/ (installs protoc when missing).
+	scripts/gen-proto.sh
+
 .PHONY: lint
 lint: ## gofmt and go vet.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
