@@ -1,5 +1,6 @@
 // Package consumer holds the consumers tollgate authenticates: their names,
-// the hashes of their API keys and the models they may call.
+// the hashes of their API keys, their tier, and what they may use — models,
+// rate limits and quota — resolved consumer → tier → default.
 //
 // Keys are kept only as SHA-256 hashes. A lookup hashes the presented key,
 // finds the candidate by hash and confirms it with a constant-time compare,
@@ -7,83 +8,88 @@
 package consumer
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path"
+	"slices"
 	"strings"
+	"time"
+
+	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/limiter"
+	"github.com/tollgate-ai/tollgate/quota"
 )
 
-// HashPrefix marks a key written in config as its SHA-256 hash.
-const HashPrefix = "sha256:"
-
-// EnvPrefix marks a secret written in config as the name of an environment
-// variable that holds it.
-const EnvPrefix = "env:"
-
-// Hash is the SHA-256 of an API key.
-type Hash [sha256.Size]byte
-
-// HashKey returns the hash of a plain key.
-func HashKey(key string) Hash { return sha256.Sum256([]byte(key)) }
-
-// String returns the "sha256:<hex>" form used in config.
-func (h Hash) String() string { return HashPrefix + hex.EncodeToString(h[:]) }
-
-// ParseSecret turns a secret as written in config into its hash: a
-// "sha256:<hex>" hash is decoded, "env:NAME" is read from the environment
-// (through getenv) and hashed, anything else is a plain key and is hashed.
-// The plain key is not kept.
-func ParseSecret(s string, getenv func(string) string) (Hash, error) {
-	var h Hash
-	switch {
-	case strings.HasPrefix(s, HashPrefix):
-		b, err := hex.DecodeString(strings.TrimPrefix(s, HashPrefix))
-		if err != nil || len(b) != sha256.Size {
-			return h, errors.New("sha256 key must be 64 hex digits")
-		}
-		copy(h[:], b)
-		return h, nil
-	case strings.HasPrefix(s, EnvPrefix):
-		name := strings.TrimPrefix(s, EnvPrefix)
-		if getenv == nil {
-			getenv = os.Getenv
-		}
-		v := getenv(name)
-		if v == "" {
-			return h, fmt.Errorf("environment variable %s is empty or unset", name)
-		}
-		return HashKey(v), nil
-	case s == "":
-		return h, errors.New("key is empty")
-	default:
-		return HashKey(s), nil
-	}
-}
-
-// Equal compares two hashes in constant time.
-func (h Hash) Equal(o Hash) bool { return subtle.ConstantTimeCompare(h[:], o[:]) == 1 }
-
-// Config is one consumer as written in the config file.
+// Config is one consumer as written in the config file (or created at
+// runtime through the admin API).
 type Config struct {
 	// Name identifies the consumer in limits, quotas, usage and headers.
-	Name string `yaml:"name"`
+	Name string `yaml:"name" json:"name"`
 	// Keys are the consumer's API keys: "sha256:<hex>", "env:VAR" or plain
 	// (hashed at load, never kept).
-	Keys []string `yaml:"keys"`
+	Keys []string `yaml:"keys" json:"-"`
+	// Tier names the tier whose models, limits and quota apply where the
+	// consumer sets none of its own.
+	Tier string `yaml:"tier,omitempty" json:"tier,omitempty"`
 	// Models, when set, is the allow-list of models (path.Match globs such
-	// as "gpt-4o*"); absent means every model.
-	Models []string `yaml:"models"`
+	// as "gpt-4o*"); absent means the tier's, or every model.
+	Models []string `yaml:"models,omitempty" json:"models,omitempty"`
+	// Limits are windows of the consumer's own, over its tier's.
+	Limits limiter.Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
+	// Quota, when set, is the consumer's quota, over its tier's.
+	Quota *quota.Allotment `yaml:"quota,omitempty" json:"quota,omitempty"`
+	// Disabled consumers are refused (401) whatever key they present.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 }
 
-// Consumer is an authenticated caller.
+// TierConfig is a named bundle of what consumers of that tier may use.
+type TierConfig struct {
+	Name   string           `yaml:"name" json:"name"`
+	Models []string         `yaml:"models,omitempty" json:"models,omitempty"`
+	Limits limiter.Limits   `yaml:"limits,omitempty" json:"limits,omitempty"`
+	Quota  *quota.Allotment `yaml:"quota,omitempty" json:"quota,omitempty"`
+}
+
+// Key is an API key issued at runtime, known by its hash only.
+type Key struct {
+	// ID identifies the key in the admin API.
+	ID string `json:"id"`
+	// Consumer owns the key.
+	Consumer string `json:"consumer"`
+	// Hash is the SHA-256 of the key.
+	Hash Hash `json:"hash"`
+	// Prefix is the first characters of the key, to recognise it.
+	Prefix string `json:"prefix"`
+	// Label is the operator's note.
+	Label string `json:"label,omitempty"`
+	// CreatedAt, ExpiresAt (zero: never) and RevokedAt (zero: not revoked).
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+}
+
+// Usable reports whether k authenticates at now.
+func (k *Key) Usable(now time.Time) bool {
+	return k.RevokedAt.IsZero() && (k.ExpiresAt.IsZero() || now.Before(k.ExpiresAt))
+}
+
+// Consumer is an authenticated caller with its settings resolved.
 type Consumer struct {
 	// Name is the consumer's name.
-	Name   string
-	models []string
+	Name string
+	// Tier is the consumer's tier, "" for none.
+	Tier string
+	// Windows are the rate-limit windows of the consumer's own (or its
+	// tier's) limits, counted per consumer.
+	Windows []ledger.Window
+	// Quota is the consumer's own quota, nil when none is set on it; see
+	// [quota.Policy.Bind] for how it resolves with the tier's and the
+	// quota section's.
+	Quota *quota.Allotment
+
+	tierQuota *quota.Allotment
+	models    []string
+	disabled  bool
 }
 
 // AllowsModel reports whether the consumer may call model. A request that
@@ -100,107 +106,34 @@ func (c *Consumer) AllowsModel(model string) bool {
 	return false
 }
 
-// Registry finds consumers by API key. It is immutable and safe for
-// concurrent use; a new configuration builds a new Registry.
-type Registry struct {
-	byHash map[Hash]keyEntry
-	byName map[string]*Consumer
-	names  []string
+// Models returns the consumer's model allow-list (empty: every model).
+func (c *Consumer) Models() []string { return slices.Clone(c.models) }
+
+// Validate checks consumer and tier configs together, naming the field
+// path of each problem. getenv reads "env:" keys.
+func Validate(field string, cs []Config, tiers []TierConfig, getenv func(string) string) error {
+	_, err := build(Options{Consumers: cs, Tiers: tiers, Getenv: getenv}, field)
+	return err
 }
 
-type keyEntry struct {
-	hash     Hash
-	consumer *Consumer
+func validName(s string) error {
+	switch {
+	case s == "":
+		return errors.New("must be set")
+	case len(s) > 128:
+		return errors.New("must be at most 128 characters")
+	case strings.ContainsAny(s, "{}/\r\n\x00"):
+		return fmt.Errorf("%q must not contain braces, slashes or control characters", s)
+	}
+	return nil
 }
 
-// Validate checks consumer configs, naming the field path of each problem.
-func Validate(field string, cs []Config, getenv func(string) string) error {
+func validateModels(at string, models []string) []error {
 	var errs []error
-	names := map[string]int{}
-	keys := map[Hash]string{}
-	for i, c := range cs {
-		p := fmt.Sprintf("%s[%d]", field, i)
-		switch {
-		case c.Name == "":
-			errs = append(errs, fmt.Errorf("%s.name: must be set", p))
-		case strings.ContainsAny(c.Name, "{}\r\n\x00"):
-			errs = append(errs, fmt.Errorf("%s.name: %q must not contain braces or control characters", p, c.Name))
-		default:
-			if j, dup := names[c.Name]; dup {
-				errs = append(errs, fmt.Errorf("%s.name: %q already used by %s[%d]", p, c.Name, field, j))
-			}
-			names[c.Name] = i
-		}
-		if len(c.Keys) == 0 {
-			errs = append(errs, fmt.Errorf("%s.keys: at least one key is required", p))
-		}
-		for k, key := range c.Keys {
-			h, err := ParseSecret(key, getenv)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s.keys[%d]: %w", p, k, err))
-				continue
-			}
-			if other, dup := keys[h]; dup {
-				errs = append(errs, fmt.Errorf("%s.keys[%d]: the same key is already given to %s", p, k, other))
-			}
-			keys[h] = c.Name
-		}
-		for m, pattern := range c.Models {
-			if _, err := path.Match(pattern, ""); err != nil || pattern == "" {
-				errs = append(errs, fmt.Errorf("%s.models[%d]: bad glob %q", p, m, pattern))
-			}
+	for m, pattern := range models {
+		if _, err := path.Match(pattern, ""); err != nil || pattern == "" {
+			errs = append(errs, fmt.Errorf("%s.models[%d]: bad glob %q", at, m, pattern))
 		}
 	}
-	return errors.Join(errs...)
-}
-
-// NewRegistry builds a Registry from validated consumer configs.
-func NewRegistry(cs []Config, getenv func(string) string) (*Registry, error) {
-	if err := Validate("consumers", cs, getenv); err != nil {
-		return nil, err
-	}
-	r := &Registry{byHash: map[Hash]keyEntry{}, byName: map[string]*Consumer{}}
-	for _, c := range cs {
-		con := &Consumer{Name: c.Name, models: append([]string(nil), c.Models...)}
-		r.byName[c.Name] = con
-		r.names = append(r.names, c.Name)
-		for _, key := range c.Keys {
-			h, _ := ParseSecret(key, getenv) // validated above
-			r.byHash[h] = keyEntry{hash: h, consumer: con}
-		}
-	}
-	return r, nil
-}
-
-// Authenticate returns the consumer that owns key.
-func (r *Registry) Authenticate(key string) (*Consumer, bool) {
-	if r == nil || key == "" {
-		return nil, false
-	}
-	// The index is keyed by the SHA-256 of the key, so what a lookup's timing
-	// could reveal is about the hash, from which no key can be recovered.
-	// The stored hash is still confirmed in constant time.
-	h := HashKey(key)
-	e, ok := r.byHash[h]
-	if !ok || !e.hash.Equal(h) {
-		return nil, false
-	}
-	return e.consumer, true
-}
-
-// Lookup returns the consumer named name.
-func (r *Registry) Lookup(name string) (*Consumer, bool) {
-	if r == nil {
-		return nil, false
-	}
-	c, ok := r.byName[name]
-	return c, ok
-}
-
-// Names returns the consumers' names in config order.
-func (r *Registry) Names() []string {
-	if r == nil {
-		return nil
-	}
-	return append([]string(nil), r.names...)
+	return errs
 }

@@ -304,7 +304,11 @@ func (r *Rules) Rejection(w *ledger.Window) Rejection {
 }
 
 func defaultMessage(w *ledger.Window) string {
-	return "Rate limit reached for " + WindowName(w) + " (rule " + w.Rule + "): limit " +
+	whose := "rule " + w.Rule
+	if w.Rule == ConsumerRule {
+		whose = "this consumer's own limit"
+	}
+	return "Rate limit reached for " + WindowName(w) + " (" + whose + "): limit " +
 		strconv.FormatInt(w.Limit, 10) + ". Please try again later."
 }
 

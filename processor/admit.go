@@ -28,6 +28,8 @@ func (st *stream) admit(ctx context.Context, r usage.Request) *apiError {
 	}
 
 	windows := p.Rules.Match(st.limiterRequest(), nil)
+	// The consumer's own (or tier's) limits apply beside the rules.
+	windows = append(windows, st.consumer.Windows...)
 	balance := p.Quota.Balance(st.consumer.Name, r.Model, st.s.o.Clock())
 	st.reservation = ledger.Reservation{ID: st.id, Windows: windows, Balance: balance}
 	if len(windows) == 0 && balance == nil {

@@ -350,3 +350,38 @@ request_ratelimit:
 		}
 	}
 }
+
+// TestTierLimitsAndQuota: a consumer's tier brings windows and a quota of
+// its own, beside the rules.
+func TestTierLimitsAndQuota(t *testing.T) {
+	f := newFixtureConsumers(t, `
+consumers:
+  - {name: t1, keys: [sk-t1], tier: free}
+  - {name: t2, keys: [sk-t2]}
+tiers:
+  - name: free
+    limits: {query_per_minute: 1}
+    quota: {tokens: 1000, period: day}
+`)
+	x := f.envoy.open()
+	x.send(requestHeaders(false, chatHeaders("sk-t1")...))
+	resp := x.send(requestBody(`{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`))
+	if resp.GetImmediateResponse() != nil {
+		t.Fatalf("first request refused: %s", resp.GetImmediateResponse().GetBody())
+	}
+	x.cancel()
+	y := f.envoy.open()
+	y.send(requestHeaders(false, chatHeaders("sk-t1")...))
+	ir := immediateOf(t, y.send(requestBody(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`)))
+	msg, _, _ := decodeError(t, ir.GetBody())
+	if ir.GetStatus().GetCode() != 429 || !strings.Contains(msg, "requests per minute (this consumer's own limit)") {
+		t.Fatalf("got %d %q", ir.GetStatus().GetCode(), msg)
+	}
+	q := f.server.Policy().Quota
+	if b := q.Balance("t1", "", f.now); b == nil || b.Allotment != 1000 {
+		t.Fatalf("the tier's quota does not apply: %+v", b)
+	}
+	if b := q.Balance("t2", "", f.now); b != nil {
+		t.Fatalf("a consumer without tier or quota got one: %+v", b)
+	}
+}

@@ -25,7 +25,8 @@ type fixture struct {
 }
 
 type fixtureConfig struct {
-	Consumers  []consumer.Config `yaml:"consumers"`
+	Consumers  []consumer.Config     `yaml:"consumers"`
+	Tiers      []consumer.TierConfig `yaml:"tiers"`
 	Providers  []ProviderConfig  `yaml:"providers"`
 	Processing Config            `yaml:"processing"`
 	Limits     limiter.Config    `yaml:",inline"`
@@ -41,14 +42,21 @@ consumers:
 
 func newFixture(t testing.TB, src string) *fixture {
 	t.Helper()
+	return newFixtureConsumers(t, baseConsumers+src)
+}
+
+// newFixtureConsumers builds a fixture whose config (consumers included)
+// is all in src.
+func newFixtureConsumers(t testing.TB, src string) *fixture {
+	t.Helper()
 	var c fixtureConfig
-	dec := yaml.NewDecoder(strings.NewReader(baseConsumers + src))
+	dec := yaml.NewDecoder(strings.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"OPENAI_API_KEY": "sk-provider-secret", "ANTHROPIC_API_KEY": "sk-ant-secret"}
-	reg, err := consumer.NewRegistry(c.Consumers, func(k string) string { return env[k] })
+	reg, err := consumer.NewRegistry(consumer.Options{Consumers: c.Consumers, Tiers: c.Tiers, Getenv: func(k string) string { return env[k] }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +68,7 @@ func newFixture(t testing.TB, src string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewPolicy(PolicyOptions{Config: c.Processing, Providers: c.Providers, Consumers: reg, Rules: rules, Quota: q,
+	p, err := NewPolicy(PolicyOptions{Config: c.Processing, Providers: c.Providers, Consumers: reg, Rules: rules, Quota: q.Bind(reg),
 		Getenv: func(k string) string { return env[k] }})
 	if err != nil {
 		t.Fatal(err)

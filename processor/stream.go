@@ -149,7 +149,7 @@ func (st *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingR
 	if key == "" {
 		return st.reject(errUnauthenticated("Missing API key: pass it as 'Authorization: Bearer <key>' (or x-api-key, api-key, x-goog-api-key)."))
 	}
-	c, ok := p.Consumers.Authenticate(key)
+	c, ok := p.Consumers.Authenticate(key, st.s.o.Clock())
 	if !ok {
 		return st.reject(errUnauthenticated("Incorrect API key provided."))
 	}

@@ -17,8 +17,41 @@ type Policy struct {
 	adminConsumer string
 	adminPath     string
 	rejectedMsg   string
+	weights       Weights
 	def           *account
 	consumers     map[string]*account
+	// bound holds the accounts of consumers whose own or tier settings
+	// carry a quota (see Bind).
+	bound map[string]*account
+}
+
+// Holders tells a Policy the quotas consumers carry themselves: their own,
+// and their tier's.
+type Holders interface {
+	Names() []string
+	QuotaOf(name string) (own, tier *Allotment)
+}
+
+// Bind returns a copy of p that also knows the quotas consumers carry.
+// A consumer's quota resolves, first set wins: its own (consumers[].quota),
+// its entry in the quota section, its tier's, the quota section's default.
+func (p *Policy) Bind(h Holders) *Policy {
+	if p == nil || h == nil {
+		return p
+	}
+	q := *p
+	q.bound = map[string]*account{}
+	for _, name := range h.Names() {
+		own, tier := h.QuotaOf(name)
+		switch {
+		case own != nil:
+			q.bound[name] = newAccount(*own, p.weights)
+		case p.consumers[name] != nil:
+		case tier != nil:
+			q.bound[name] = newAccount(*tier, p.weights)
+		}
+	}
+	return &q
 }
 
 type account struct {
@@ -39,6 +72,7 @@ func Compile(c Config) (*Policy, error) {
 		adminConsumer: c.AdminConsumer,
 		adminPath:     c.AdminPath,
 		rejectedMsg:   c.RejectedMsg,
+		weights:       c.Weights,
 		consumers:     make(map[string]*account, len(c.Consumers)),
 	}
 	if p.prefix == "" {
@@ -76,7 +110,7 @@ func newAccount(a Allotment, w Weights) *account {
 
 // Enabled reports whether any consumer has a quota.
 func (p *Policy) Enabled() bool {
-	return p != nil && (p.def != nil || len(p.consumers) > 0)
+	return p != nil && (p.def != nil || len(p.consumers) > 0 || len(p.bound) > 0)
 }
 
 // RejectedMsg is the message of the 403 answered when no quota is left.
@@ -93,6 +127,9 @@ func (p *Policy) AdminConsumer() string {
 func (p *Policy) accountOf(consumer string) *account {
 	if p == nil {
 		return nil
+	}
+	if a, ok := p.bound[consumer]; ok {
+		return a
 	}
 	if a, ok := p.consumers[consumer]; ok {
 		return a

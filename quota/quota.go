@@ -166,3 +166,6 @@ func sortedNames[V any](m map[string]V) []string {
 	sort.Strings(names)
 	return names
 }
+
+// Validate checks a, naming the field path of each problem.
+func (a *Allotment) Validate(path string) error { return errors.Join(a.validate(path)...) }

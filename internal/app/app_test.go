@@ -49,6 +49,7 @@ store: {type: postgres}
 consumers:
   - name: team-a
     keys: []
+    tier: platinum
   - name: team-a
     keys: ["sha256:nothex"]
 processing: {unknown_paths: maybe}
@@ -73,7 +74,7 @@ quota:
 		t.Fatal("check-config accepted a bad config")
 	}
 	for _, want := range []string{
-		"server.drain_timeout", "log.format", "store.type", "consumers[0].keys", "consumers[1].name",
+		"server.drain_timeout", "log.format", "store.type", "consumers[0].tier", "consumers[1].name",
 		"consumers[1].keys[0]", "processing.unknown_paths", "providers[0].path_prefix", "providers[0].api_key_env",
 		"token_ratelimit[0].rule_items[0].limit_keys[0]", "quota.admin_consumer", "quota.default.period",
 	} {

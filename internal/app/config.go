@@ -25,6 +25,7 @@ type Config struct {
 	Server     ServerConfig               `yaml:"server"`
 	Log        LogConfig                  `yaml:"log"`
 	Store      ledger.Config              `yaml:"store"`
+	Tiers      []consumer.TierConfig      `yaml:"tiers"`
 	Consumers  []consumer.Config          `yaml:"consumers"`
 	Admin      admin.Config               `yaml:"admin"`
 	Providers  []processor.ProviderConfig `yaml:"providers"`
@@ -85,7 +86,7 @@ func (c *Config) Validate(getenv func(string) string) error {
 	}
 	errs = append(errs,
 		c.Store.Validate("store"),
-		consumer.Validate("consumers", c.Consumers, getenv),
+		consumer.Validate("consumers", c.Consumers, c.Tiers, getenv),
 		c.Admin.Validate("admin", getenv),
 		processor.ValidateProviders("providers", c.Providers, getenv),
 		c.Processing.Validate("processing"),
@@ -99,6 +100,11 @@ func (c *Config) Validate(getenv func(string) string) error {
 	for name := range c.Quota.Consumers {
 		if !hasConsumer(c.Consumers, name) {
 			errs = append(errs, fmt.Errorf("quota.consumers.%s: no such consumer", name))
+		}
+	}
+	for i, con := range c.Consumers {
+		if _, both := c.Quota.Consumers[con.Name]; both && con.Quota != nil {
+			errs = append(errs, fmt.Errorf("consumers[%d].quota: %s also has an entry in quota.consumers; set it in one place", i, con.Name))
 		}
 	}
 	return errors.Join(errs...)

@@ -32,7 +32,7 @@ type Hooks struct {
 
 // buildPolicy compiles the parts of the config that a reload may change.
 func buildPolicy(c *Config, getenv func(string) string) (*processor.Policy, error) {
-	consumers, err := consumer.NewRegistry(c.Consumers, getenv)
+	consumers, err := consumer.NewRegistry(consumer.Options{Consumers: c.Consumers, Tiers: c.Tiers, Getenv: getenv})
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +49,7 @@ func buildPolicy(c *Config, getenv func(string) string) (*processor.Policy, erro
 		Providers: c.Providers,
 		Consumers: consumers,
 		Rules:     rules,
-		Quota:     q,
+		Quota:     q.Bind(consumers),
 		Getenv:    getenv,
 	})
 }
@@ -77,7 +77,7 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string)
 		Consumers: func() []string { return proc.Policy().Consumers.Names() },
 		Secrets:   func() []string { return proc.Policy().ProviderSecrets() },
 		IsKey: func(s string) bool {
-			_, ok := proc.Policy().Consumers.Authenticate(s)
+			_, ok := proc.Policy().Consumers.Authenticate(s, time.Now())
 			return ok
 		},
 		Logger: log,
