@@ -27,7 +27,7 @@ func isY(c uint8) bool { return c&(fL|fN|fS) == 0 }
 func isX(c uint8) bool { return c&(fL|fN|fNL) == 0 }
 
 var (
-	asciiClass [utf8.RuneSelf]uint8
+	asciiClass [256]uint8 // indexed by a byte, so never bounds-checked; 0x80 up unused
 	bmpOnce    sync.Once
 	bmpClass   []uint8 // class of every rune below tableRunes
 )

@@ -44,6 +44,11 @@ func (c *Counter) Write(p []byte) {
 	}
 }
 
+// WriteString is Write for a string.
+func (c *Counter) WriteString(s string) {
+	c.Write(unsafeBytes(s))
+}
+
 // scan counts the pieces of the tail that are final and drops them.
 func (c *Counter) scan() {
 	s := scanner{b: c.tail}

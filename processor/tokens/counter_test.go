@@ -131,7 +131,8 @@ func TestCounterReset(t *testing.T) {
 	if got := c.Count(); got != 0 {
 		t.Fatalf("Count() after Reset = %d, want 0", got)
 	}
-	c.Write([]byte(text))
+	c.WriteString(text[:len(text)/2])
+	c.Write([]byte(text[len(text)/2:]))
 	if got, want := c.Count(), int64(cl100k.Count(text)); got != want {
 		t.Fatalf("Count() after Reset(cl100k) = %d, want %d", got, want)
 	}

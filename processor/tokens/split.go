@@ -50,11 +50,17 @@ type scanner struct {
 // class returns the class and size of the rune at i, or size 0 at the end of
 // what b holds.
 func (s *scanner) class(i int) (uint8, int) {
+	if uint(i) < uint(len(s.b)) {
+		if c := s.b[i]; c < utf8.RuneSelf {
+			return asciiClass[c], 1
+		}
+	}
+	return s.classRune(i)
+}
+
+func (s *scanner) classRune(i int) (uint8, int) {
 	if i >= len(s.b) {
 		return 0, 0
-	}
-	if c := s.b[i]; c < utf8.RuneSelf {
-		return asciiClass[c], 1
 	}
 	if !s.eof && !utf8.FullRune(s.b[i:]) {
 		return 0, 0

@@ -77,6 +77,9 @@ func (e *Encoding) Count(text string) int {
 
 // CountBytes is Count for a byte slice; it neither copies nor keeps b.
 func (e *Encoding) CountBytes(b []byte) int {
+	// Rank lookups may read past a piece up to the slice's capacity; cap it
+	// at len so they never read memory the caller may be writing.
+	b = b[:len(b):len(b)]
 	s := scanner{b: b, eof: true}
 	n := 0
 	for p := 0; p < len(b); {
@@ -94,7 +97,8 @@ func (e *Encoding) countPiece(piece []byte, bad bool) int {
 		return e.vocab.countPiece(piece)
 	}
 	// The reference reads text as runes, so each invalid byte is U+FFFD.
-	buf := make([]byte, 0, len(piece)*3)
+	var stack [256]byte
+	buf := stack[:0]
 	for i := 0; i < len(piece); {
 		r, n := utf8.DecodeRune(piece[i:])
 		buf = utf8.AppendRune(buf, r)
