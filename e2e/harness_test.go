@@ -184,9 +184,9 @@ func startUpstream(t *testing.T) *upstream {
 // tollgate forwarded for consumer (it tells the provider with
 // x-tollgate-consumer): the usage of the successful ones and the number of
 // requests.
-func (u *upstream) sums(consumer string) (total fakellm.Usage, requests int64) {
+func (u *upstream) sums(consumer string, keep func(fakellm.Request) bool) (total fakellm.Usage, requests int64) {
 	for _, r := range u.Requests() {
-		if r.Header.Get("x-tollgate-consumer") != consumer {
+		if r.Header.Get("x-tollgate-consumer") != consumer || (keep != nil && !keep(r)) {
 			continue
 		}
 		requests++
@@ -339,8 +339,11 @@ func committedTotals(t *testing.T, adminAddr, consumer string) (totals, error) {
 	return totals{Requests: c.Requests, Input: c.Input, Output: c.Output, CachedInput: c.CachedInput, Reasoning: c.Reasoning, Estimated: c.Estimated}, nil
 }
 
-func (u *upstream) totals(consumer string) totals {
-	sum, n := u.sums(consumer)
+func (u *upstream) totals(consumer string) totals { return u.totalsWhere(consumer, nil) }
+
+// totalsWhere is totals over the requests keep accepts.
+func (u *upstream) totalsWhere(consumer string, keep func(fakellm.Request) bool) totals {
+	sum, n := u.sums(consumer, keep)
 	return totals{Requests: n, Input: sum.Input, Output: sum.Output, CachedInput: sum.CachedInput, Reasoning: sum.Reasoning}
 }
 
