@@ -419,3 +419,20 @@ func (it *item) appendTag(dst []byte, ruleName string, v *value) []byte {
 		return appendRuleTag(dst, ruleName, modeValue, it.source, v.s)
 	}
 }
+
+// Scope is a compiled Match, for other packages that scope their own
+// settings the way rules are scoped (quotas per route).
+type Scope struct{ s scope }
+
+// CompileMatch validates m, naming problems under path, and compiles it.
+func CompileMatch(path string, m Match) (*Scope, error) {
+	var p problems
+	s := buildScope(&p, path, &m)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return &Scope{s: s}, nil
+}
+
+// Matches reports whether req is in the scope.
+func (s *Scope) Matches(req *Request) bool { return s.s.matches(req) }

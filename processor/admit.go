@@ -27,10 +27,11 @@ func (st *stream) admit(ctx context.Context, r usage.Request) *apiError {
 		st.enc = e
 	}
 
-	windows := p.Rules.Match(st.limiterRequest(), nil)
+	lr := st.limiterRequest()
+	windows := p.Rules.Match(lr, nil)
 	// The consumer's own (or tier's) limits apply beside the rules.
 	windows = append(windows, st.consumer.Windows...)
-	balance := p.Quota.Balance(st.consumer.Name, r.Model, st.s.o.Clock())
+	balance := p.Quota.ScopedBalance(p.Quota.ScopeOf(lr), st.consumer.Name, r.Model, st.s.o.Clock())
 	st.reservation = ledger.Reservation{ID: st.id, Windows: windows, Balance: balance}
 	if len(windows) == 0 && balance == nil {
 		st.admitted, st.decided = true, true

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/tidwall/gjson"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/tollgate-ai/tollgate/processor/tokens"
 )
@@ -383,5 +385,62 @@ tiers:
 	}
 	if b := q.Balance("t2", "", f.now); b != nil {
 		t.Fatalf("a consumer without tier or quota got one: %+v", b)
+	}
+}
+
+func withRoute(req *extprocv3.ProcessingRequest, route string) *extprocv3.ProcessingRequest {
+	s, _ := structpb.NewStruct(map[string]any{"xds.route_name": route})
+	req.Attributes = map[string]*structpb.Struct{"envoy.filters.http.ext_proc": s}
+	return req
+}
+
+// TestRouteScopedQuotas: one consumer holds separate quotas per route; the
+// in-band admin endpoints act on the quota of the route they are called
+// under.
+func TestRouteScopedQuotas(t *testing.T) {
+	f := newFixture(t, `
+quota:
+  admin_consumer: admin
+  default: {tokens: 1000}
+  routes:
+    - name: support
+      match: {route: support-chat}
+      consumers: {team-a: {tokens: 100}}
+`)
+	call := func(route string, prompt, completion int) {
+		t.Helper()
+		x := f.envoy.open()
+		x.send(withRoute(requestHeaders(false, chatHeaders("sk-a")...), route))
+		resp := x.send(requestBody(`{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}`))
+		if ir := resp.GetImmediateResponse(); ir != nil {
+			t.Fatalf("refused on %q: %s", route, ir.GetBody())
+		}
+		x.send(responseHeaders(false, ":status", "200", "content-type", "application/json"))
+		x.send(responseBody([]byte(fmt.Sprintf(`{"choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d}}`, prompt, completion)), true))
+		x.close()
+	}
+	call("support-chat", 30, 10)
+	call("general", 300, 100)
+	q := f.server.Policy().Quota
+	ctx := context.Background()
+	if v, _ := f.store.GetBalance(ctx, q.ScopedBalance("support", "team-a", "", f.now)); v != 60 {
+		t.Errorf("support balance = %d, want 100-40", v)
+	}
+	if v, _ := f.store.GetBalance(ctx, q.Balance("team-a", "", f.now)); v != 600 {
+		t.Errorf("unscoped balance = %d, want 1000-400", v)
+	}
+	// Topped up through the gateway under the support route: only that
+	// quota moves.
+	x := f.envoy.open()
+	x.send(withRoute(requestHeaders(false, ":method", "POST", ":path", "/v1/chat/completions/quota/delta", ":authority", "gw",
+		"authorization", "Bearer sk-admin"), "support-chat"))
+	if ir := immediateOf(t, x.send(requestBody("consumer=team-a&value=40"))); ir.GetStatus().GetCode() != 200 {
+		t.Fatalf("delta: %s", ir.GetBody())
+	}
+	if v, _ := f.store.GetBalance(ctx, q.ScopedBalance("support", "team-a", "", f.now)); v != 100 {
+		t.Errorf("support balance after top-up = %d, want 100", v)
+	}
+	if v, _ := f.store.GetBalance(ctx, q.Balance("team-a", "", f.now)); v != 600 {
+		t.Errorf("unscoped balance moved: %d", v)
 	}
 }

@@ -27,10 +27,10 @@ type fixture struct {
 type fixtureConfig struct {
 	Consumers  []consumer.Config     `yaml:"consumers"`
 	Tiers      []consumer.TierConfig `yaml:"tiers"`
-	Providers  []ProviderConfig  `yaml:"providers"`
-	Processing Config            `yaml:"processing"`
-	Limits     limiter.Config    `yaml:",inline"`
-	Quota      quota.Config      `yaml:"quota"`
+	Providers  []ProviderConfig      `yaml:"providers"`
+	Processing Config                `yaml:"processing"`
+	Limits     limiter.Config        `yaml:",inline"`
+	Quota      quota.Config          `yaml:"quota"`
 }
 
 const baseConsumers = `

@@ -269,7 +269,7 @@ func requestAttributes(req *extprocv3.ProcessingRequest, h headers) (route strin
 
 func (st *stream) answerAdmin(ctx context.Context, form []byte) *extprocv3.ProcessingResponse {
 	q, _ := url.ParseQuery(st.query)
-	r := st.policy.Quota.HandleAdmin(ctx, st.s.o.Store, st.adminOp, st.consumer.Name, q, form, st.s.o.Clock())
+	r := st.policy.Quota.HandleAdmin(ctx, st.s.o.Store, st.adminOp, st.consumer.Name, *st.limiterRequest(), q, form, st.s.o.Clock())
 	st.done = true
 	return immediate(r.Status, r.ContentType, []byte(r.Body), nil)
 }

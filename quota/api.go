@@ -27,7 +27,7 @@ type APIOptions struct {
 // API serves the admin endpoints for quotas and usage:
 //
 //	GET  /v1/quota                      every consumer's quota and what is left
-//	GET  /v1/quota/{consumer}[?model=M] one consumer's
+//	GET  /v1/quota/{consumer}[?model=M][&route=R] one consumer's (in a route scope)
 //	PUT  /v1/quota/{consumer}           {"quota": N} sets the balance
 //	POST /v1/quota/{consumer}/delta     {"value": ±N} adds to the balance
 //	GET  /v1/usage?consumer=C[&model=M][&from=YYYY-MM-DD&to=YYYY-MM-DD]
@@ -59,6 +59,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 type QuotaStatus struct {
 	Consumer string `json:"consumer"`
 	Model    string `json:"model,omitempty"`
+	// Route is the quota scope ("" for the unscoped quota).
+	Route string `json:"route,omitempty"`
 	Info
 	// Remaining is what is left of the balance in the current period.
 	Remaining int64 `json:"remaining"`
@@ -67,16 +69,16 @@ type QuotaStatus struct {
 	PeriodUsage int64 `json:"period_usage_tokens"`
 }
 
-func (a *API) status(ctx context.Context, consumer, model string) (QuotaStatus, bool, error) {
+func (a *API) status(ctx context.Context, scope, consumer, model string) (QuotaStatus, bool, error) {
 	p := a.o.Policy()
 	now := a.o.Clock()
-	info, ok := p.Describe(consumer, now)
+	info, ok := p.DescribeIn(scope, consumer, now)
 	if !ok {
 		return QuotaStatus{}, false, nil
 	}
-	st := QuotaStatus{Consumer: consumer, Model: model, Info: info}
+	st := QuotaStatus{Consumer: consumer, Model: model, Route: scope, Info: info}
 	var err error
-	if st.Remaining, err = a.o.Store.GetBalance(ctx, p.Balance(consumer, model, now)); err != nil {
+	if st.Remaining, err = a.o.Store.GetBalance(ctx, p.ScopedBalance(scope, consumer, model, now)); err != nil {
 		return st, true, err
 	}
 	from := now.UTC().AddDate(0, 0, -31)
@@ -96,7 +98,7 @@ func (a *API) status(ctx context.Context, consumer, model string) (QuotaStatus, 
 func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	out := []QuotaStatus{}
 	for _, name := range a.o.Consumers() {
-		st, ok, err := a.status(r.Context(), name, "")
+		st, ok, err := a.status(r.Context(), "", name, "")
 		if err != nil {
 			writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("cannot read quota of %s: %v", name, err))
 			return
@@ -110,7 +112,8 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
 	consumer := r.PathValue("consumer")
-	st, ok, err := a.status(r.Context(), consumer, r.URL.Query().Get("model"))
+	q := r.URL.Query()
+	st, ok, err := a.status(r.Context(), q.Get("route"), consumer, q.Get("model"))
 	switch {
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("cannot read quota: %v", err))
@@ -158,7 +161,7 @@ func (a *API) delta(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) change(w http.ResponseWriter, r *http.Request, model string, apply func(context.Context, *ledger.Balance) error) {
 	consumer := r.PathValue("consumer")
-	b := a.o.Policy().Balance(consumer, model, a.o.Clock())
+	b := a.o.Policy().ScopedBalance(r.URL.Query().Get("route"), consumer, model, a.o.Clock())
 	if b == nil {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("consumer %q has no quota", consumer))
 		return

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/limiter"
 )
 
 // AdminOp is one of Higress ai-quota's in-band admin operations, called by
@@ -66,9 +67,17 @@ const (
 	msgNoAccount         = "Request denied by ai quota check. consumer has no quota configured."
 )
 
-// HandleAdmin answers an in-band admin call made by caller. query is the
-// request's query string; form is the request body (url-encoded form).
-func (p *Policy) HandleAdmin(ctx context.Context, store ledger.Store, op AdminOp, caller string, query url.Values, form []byte, now time.Time) Reply {
+// HandleAdmin answers an in-band admin call made by caller. call holds
+// the admin request's own attributes (path, host, route): the call acts on
+// the quota of the scope it is made under, as Higress's per-route plugin
+// instances do. query is the request's query string; form is the request
+// body (url-encoded form).
+func (p *Policy) HandleAdmin(ctx context.Context, store ledger.Store, op AdminOp, caller string, call limiter.Request, query url.Values, form []byte, now time.Time) Reply {
+	scopeOf := func(consumer, model string) string {
+		r := call
+		r.Consumer, r.Model = consumer, model
+		return p.ScopeOf(&r)
+	}
 	if caller != p.adminConsumer {
 		return textReply(http.StatusForbidden, msgUnauthorizedAdmin)
 	}
@@ -79,7 +88,8 @@ func (p *Policy) HandleAdmin(ctx context.Context, store ledger.Store, op AdminOp
 			return textReply(http.StatusForbidden, msgEmptyConsumer)
 		}
 		var remaining int64
-		if b := p.Balance(consumer, query.Get("model"), now); b != nil {
+		model := query.Get("model")
+		if b := p.ScopedBalance(scopeOf(consumer, model), consumer, model, now); b != nil {
 			v, err := store.GetBalance(ctx, b)
 			if err != nil {
 				return textReply(http.StatusServiceUnavailable, fmt.Sprintf("redis error:%v", err))
@@ -102,7 +112,8 @@ func (p *Policy) HandleAdmin(ctx context.Context, store ledger.Store, op AdminOp
 		if consumer == "" || err != nil {
 			return textReply(http.StatusForbidden, bad)
 		}
-		b := p.Balance(consumer, values.Get("model"), now)
+		model := values.Get("model")
+		b := p.ScopedBalance(scopeOf(consumer, model), consumer, model, now)
 		if b == nil {
 			return textReply(http.StatusForbidden, msgNoAccount)
 		}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/limiter"
 )
 
 // retention is how long a period's balance key outlives its period, so
@@ -23,6 +24,22 @@ type Policy struct {
 	// bound holds the accounts of consumers whose own or tier settings
 	// carry a quota (see Bind).
 	bound map[string]*account
+	// routes are the scoped quotas, in config order.
+	routes []routeScope
+}
+
+type routeScope struct {
+	name      string
+	scope     *limiter.Scope
+	def       *account
+	consumers map[string]*account
+}
+
+func (r *routeScope) accountOf(consumer string) *account {
+	if a, ok := r.consumers[consumer]; ok {
+		return a
+	}
+	return r.def
 }
 
 // Holders tells a Policy the quotas consumers carry themselves: their own,
@@ -90,6 +107,20 @@ func Compile(c Config) (*Policy, error) {
 	for name, a := range c.Consumers {
 		p.consumers[name] = newAccount(a, c.Weights)
 	}
+	for i, rc := range c.Routes {
+		sc, err := limiter.CompileMatch(fmt.Sprintf("quota.routes[%d].match", i), rc.Match)
+		if err != nil {
+			return nil, err
+		}
+		r := routeScope{name: rc.Name, scope: sc, consumers: map[string]*account{}}
+		if rc.Default != nil {
+			r.def = newAccount(*rc.Default, c.Weights)
+		}
+		for name, a := range rc.Consumers {
+			r.consumers[name] = newAccount(a, c.Weights)
+		}
+		p.routes = append(p.routes, r)
+	}
 	return p, nil
 }
 
@@ -110,7 +141,7 @@ func newAccount(a Allotment, w Weights) *account {
 
 // Enabled reports whether any consumer has a quota.
 func (p *Policy) Enabled() bool {
-	return p != nil && (p.def != nil || len(p.consumers) > 0 || len(p.bound) > 0)
+	return p != nil && (p.def != nil || len(p.consumers) > 0 || len(p.bound) > 0 || len(p.routes) > 0)
 }
 
 // RejectedMsg is the message of the 403 answered when no quota is left.
@@ -137,14 +168,54 @@ func (p *Policy) accountOf(consumer string) *account {
 	return p.def
 }
 
-// Balance returns the balance a request of consumer for model is charged
-// to at now, or nil when the consumer has no quota.
+// ScopeOf returns the quota scope req is charged in: the name of the first
+// route scope that matches it and has an allotment for its consumer, or ""
+// for the unscoped quota.
+func (p *Policy) ScopeOf(req *limiter.Request) string {
+	if p == nil {
+		return ""
+	}
+	for i := range p.routes {
+		r := &p.routes[i]
+		if r.accountOf(req.Consumer) != nil && r.scope.Matches(req) {
+			return r.name
+		}
+	}
+	return ""
+}
+
+func (p *Policy) accountIn(scope, consumer string) *account {
+	if scope == "" {
+		return p.accountOf(consumer)
+	}
+	for i := range p.routes {
+		if p.routes[i].name == scope {
+			return p.routes[i].accountOf(consumer)
+		}
+	}
+	return nil
+}
+
+// Balance returns the unscoped balance a request of consumer for model is
+// charged to at now, or nil when the consumer has no quota.
 func (p *Policy) Balance(consumer, model string, now time.Time) *ledger.Balance {
-	a := p.accountOf(consumer)
+	return p.ScopedBalance("", consumer, model, now)
+}
+
+// ScopedBalance returns the balance of consumer for model in the quota
+// scope named scope ("" for the unscoped quota), or nil when it has none.
+func (p *Policy) ScopedBalance(scope, consumer, model string, now time.Time) *ledger.Balance {
+	if p == nil {
+		return nil
+	}
+	a := p.accountIn(scope, consumer)
 	if a == nil {
 		return nil
 	}
 	key := p.prefix + ledger.ConsumerTag(consumer)
+	if scope != "" {
+		key += ":r:" + scope
+	}
 	if a.perModel {
 		key += ":m:" + model
 	}
@@ -171,9 +242,18 @@ type Info struct {
 	PerModel bool `json:"per_model,omitempty"`
 }
 
-// Describe returns the quota of consumer at now, or false when it has none.
+// Describe returns the unscoped quota of consumer at now, or false when it
+// has none.
 func (p *Policy) Describe(consumer string, now time.Time) (Info, bool) {
-	a := p.accountOf(consumer)
+	return p.DescribeIn("", consumer, now)
+}
+
+// DescribeIn returns the quota of consumer in scope at now.
+func (p *Policy) DescribeIn(scope, consumer string, now time.Time) (Info, bool) {
+	if p == nil {
+		return Info{}, false
+	}
+	a := p.accountIn(scope, consumer)
 	if a == nil {
 		return Info{}, false
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/limiter"
 )
 
 // Period is how often a balance resets to its allotment.
@@ -74,6 +75,24 @@ type Config struct {
 	Weights Weights `yaml:"weights"`
 	// RejectedMsg is the message of the 403 answered when no quota is left.
 	RejectedMsg string `yaml:"rejected_msg"`
+	// Routes give requests in a scope (a route, a path prefix, a host, a
+	// model) quotas of their own, separate from the unscoped one.
+	Routes []RouteConfig `yaml:"routes"`
+}
+
+// RouteConfig is a quota scope: requests it matches are charged to
+// balances of their own. The first scope that matches a request and has
+// an allotment for its consumer applies; a request no scope takes is
+// charged to the unscoped quota.
+type RouteConfig struct {
+	// Name keys the scope's balances and selects it in the admin API.
+	Name string `yaml:"name"`
+	// Match selects the requests (path_prefix, host, route, model).
+	Match limiter.Match `yaml:"match"`
+	// Default applies to consumers without an entry in Consumers.
+	Default *Allotment `yaml:"default"`
+	// Consumers maps consumer names to their allotments in this scope.
+	Consumers map[string]Allotment `yaml:"consumers"`
 }
 
 // Validate checks the config, naming the field path of each problem.
@@ -92,6 +111,30 @@ func (c *Config) Validate(path string) error {
 	for _, name := range sortedNames(c.Consumers) {
 		a := c.Consumers[name]
 		errs = append(errs, a.validate(fmt.Sprintf("%s.consumers.%s", path, name))...)
+	}
+	names := map[string]bool{}
+	for i, r := range c.Routes {
+		at := fmt.Sprintf("%s.routes[%d]", path, i)
+		switch {
+		case r.Name == "" || strings.ContainsAny(r.Name, "{}: \t\r\n"):
+			errs = append(errs, fmt.Errorf("%s.name: must be set, without braces, colons or spaces", at))
+		case names[r.Name]:
+			errs = append(errs, fmt.Errorf("%s.name: %q is used twice", at, r.Name))
+		}
+		names[r.Name] = true
+		if _, err := limiter.CompileMatch(at+".match", r.Match); err != nil {
+			errs = append(errs, err)
+		}
+		if r.Default == nil && len(r.Consumers) == 0 {
+			errs = append(errs, fmt.Errorf("%s: set a default or consumers", at))
+		}
+		if r.Default != nil {
+			errs = append(errs, r.Default.validate(at+".default")...)
+		}
+		for _, name := range sortedNames(r.Consumers) {
+			a := r.Consumers[name]
+			errs = append(errs, a.validate(fmt.Sprintf("%s.consumers.%s", at, name))...)
+		}
 	}
 	return errors.Join(errs...)
 }

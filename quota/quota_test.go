@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate-ai/tollgate/ledger"
+	"github.com/tollgate-ai/tollgate/limiter"
 	"github.com/tollgate-ai/tollgate/processor/usage"
 )
 
@@ -163,7 +164,7 @@ consumers: {}
 	now := time.Now()
 	call := func(op AdminOp, caller, query, form string) Reply {
 		q, _ := url.ParseQuery(query)
-		return p.HandleAdmin(ctx, store, op, caller, q, []byte(form), now)
+		return p.HandleAdmin(ctx, store, op, caller, limiter.Request{Path: "/v1/chat/completions/quota"}, q, []byte(form), now)
 	}
 	steps := []struct {
 		name                string
