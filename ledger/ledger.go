@@ -1,8 +1,9 @@
 // Package ledger keeps the counters tollgate charges: rate-limit windows,
-// quota balances and daily usage totals. An admission reserves tokens and a
-// request in every matching window and the balance at once; the settlement
-// later replaces that reservation with the usage the provider reported,
-// exactly once per request id.
+// quota balances, concurrency slots and daily usage totals. An admission
+// reserves tokens and a request in every matching window, the balance and a
+// lease on every concurrency slot at once; the settlement later replaces
+// that reservation with the usage the provider reported and gives the
+// leases back, exactly once per request id.
 //
 // Two stores implement [Store]: an in-memory one (the embedded default, and
 // the per-replica fallback when Redis fails open) and a Redis one that every
@@ -23,6 +24,13 @@ import (
 // did not answer. Callers decide between failing closed and failing open.
 var ErrUnavailable = errors.New("store unavailable")
 
+// ErrLeaseLost is returned (wrapped) by Renew when a lease of the
+// reservation is no longer held: it expired before the renewal, or the
+// reservation was settled. The lease is not taken again (that could push
+// the slot over its Max); the request goes on without counting against the
+// slot, and the caller should log it.
+var ErrLeaseLost = errors.New("concurrency lease lost")
+
 // ErrInvalid is returned (wrapped) for a reservation or settlement that no
 // store could carry out, such as a window without a size; it is a bug in the
 // caller, not a refusal.
@@ -30,16 +38,28 @@ var ErrInvalid = errors.New("invalid ledger request")
 
 // Store is what the request path and the admin API need from a ledger.
 type Store interface {
-	// Reserve checks every window and the balance of r and, only when each
-	// has room, takes r's amounts from all of them. It is atomic per hash tag
-	// group (see [Window.Key]) and costs one round trip to a remote store.
-	// A refusal is a Decision with Allowed false, not an error.
+	// Reserve checks every window, the balance and every slot of r and,
+	// only when each has room, takes r's amounts from all of them and a
+	// lease on each slot. It is atomic per hash tag group (see [Window.Key])
+	// and costs one round trip to a remote store. A refusal is a Decision
+	// with Allowed false, not an error.
 	Reserve(ctx context.Context, r *Reservation) (*Decision, error)
 
-	// Settle replaces a reservation by the actual usage and adds the usage to
-	// the daily totals. It is idempotent by s.ID: settling the same id again
-	// changes nothing and returns nil.
+	// Settle replaces a reservation by the actual usage, releases its slot
+	// leases and adds the usage to the daily totals, in the same round trip.
+	// It is idempotent by s.ID: settling the same id again changes nothing
+	// and returns nil.
 	Settle(ctx context.Context, s *Settlement) error
+
+	// Renew extends every slot lease of an admitted reservation to Lease
+	// from now, in one round trip; h is the Decision.Hold of the admission.
+	// Renewing again is harmless. A lease that is no longer held (expired,
+	// or released by Settle) is not taken again: the others are renewed and
+	// the error wraps [ErrLeaseLost]. A reservation without slots, or a hold
+	// that took nothing, renews nothing and returns nil. Renewal is best
+	// effort: a failure is returned (wrapping ErrUnavailable), never retried
+	// or spooled.
+	Renew(ctx context.Context, r *Reservation, h Hold) error
 
 	// GetBalance returns the remaining balance of b (its allotment when the
 	// period has not been touched yet).
@@ -117,6 +137,25 @@ func (w *Window) Amount(in, out int64) int64 {
 	}
 }
 
+// Slot is a concurrency limit: at most Max requests hold a lease on it at
+// once. A request takes a lease at admission and gives it back when it is
+// settled; a lease that is neither renewed nor released within Lease is
+// dropped, so the slots of a replica that died come back on their own.
+type Slot struct {
+	// Key identifies the slot and contains exactly one hash tag, like
+	// [Window.Key]: a consumer's slot uses [ConsumerTag] so that it is
+	// checked by the same script as the consumer's windows and balance.
+	Key string `json:"key"`
+	// Max is the most leases held at once; 0 refuses every request.
+	Max int64 `json:"max"`
+	// Lease is how long a lease lives without a renewal (at least a
+	// millisecond). A request that may run longer calls Renew about every
+	// Lease/3.
+	Lease time.Duration `json:"lease"`
+	// Rule names what the slot comes from, for refusals and metrics.
+	Rule string `json:"rule"`
+}
+
 // Weights are the cost of each kind of token in balance units. A zero
 // Weights counts every input and output token as one unit; otherwise every
 // field is a price: cached and cache-creation tokens are priced by their own
@@ -173,20 +212,32 @@ type Reservation struct {
 	Input int64 `json:"input"`
 	// Output is the number of completion tokens reserved.
 	Output int64 `json:"output"`
+	// Slots are the concurrency limits the request holds a lease on from
+	// admission to settlement. The lease is keyed by ID.
+	Slots []Slot `json:"slots,omitempty"`
 }
 
 // Decision is the outcome of a Reserve.
 type Decision struct {
-	// Allowed is true when every window and the balance had room and the
-	// reservation was taken.
+	// Allowed is true when every window, the balance and every slot had
+	// room and the reservation was taken.
 	Allowed bool
-	// Refused is the index in Reservation.Windows of a window that had no
-	// room, or -1. When Allowed is false and Refused is -1, the balance
-	// refused.
+	// A refusal names one cause, by precedence: the balance (only a top-up
+	// or the next period helps), then a window (it says how long to wait),
+	// then a slot (it frees when any request in flight ends). When Allowed
+	// is false: Refused ≥ 0 names the window, else RefusedSlot ≥ 0 names
+	// the slot, else (both -1) the balance refused.
+	//
+	// Refused is the index in Reservation.Windows of the refusing window,
+	// or -1.
 	Refused int
+	// RefusedSlot is the index in Reservation.Slots of the refusing slot, or
+	// -1 (always -1 when Allowed, or when a window or the balance refused).
+	RefusedSlot int
 	// RetryAfter is how long until the refusing window has room for the
 	// request (0 when a balance refused: only a top-up or the next period
-	// helps, and 0 when TooLarge).
+	// helps; 0 when TooLarge; 0 when a slot refused, which frees whenever a
+	// request in flight ends).
 	RetryAfter time.Duration
 	// TooLarge is true when the request alone is more than the Limit of the
 	// refusing window: it will never be admitted, however long it waits.
@@ -197,6 +248,9 @@ type Decision struct {
 	// Balance is the remaining balance after the reservation (or at the
 	// refusal); meaningful only when the reservation had a Balance.
 	Balance int64
+	// Slots holds, in the order of Reservation.Slots, each slot's state
+	// after this admission (or at the refusal).
+	Slots []SlotState
 	// Hold is what Settle needs to replace the reservation.
 	Hold Hold
 }
@@ -209,6 +263,15 @@ type WindowState struct {
 	Remaining int64
 	// Reset is how long until the window has room for its full limit again.
 	Reset time.Duration
+}
+
+// SlotState is a slot's use as seen by one admission.
+type SlotState struct {
+	// Max is the slot's limit.
+	Max int64
+	// InFlight is the number of live leases on the slot, this request's
+	// included when it was admitted.
+	InFlight int64
 }
 
 // Hold records where a reservation was taken, so that settling it corrects
@@ -256,8 +319,8 @@ type Settlement struct {
 	// was not admitted through Reserve (its usage still goes to the totals).
 	Reservation *Reservation `json:"reservation,omitempty"`
 	// Hold is the Decision.Hold of the admission. The zero Hold (that of a
-	// refused or failed admission) corrects no counter: only the totals
-	// change.
+	// refused or failed admission) corrects no counter and releases no
+	// lease: only the totals change.
 	Hold Hold `json:"hold"`
 	// Usage is what the request actually used.
 	Usage usage.Usage `json:"usage"`

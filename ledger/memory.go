@@ -36,7 +36,7 @@ type MemoryOptions struct {
 // Memory is a [Store] held in the process: the embedded default when no
 // Redis is configured, and each replica's fallback when Redis fails open.
 // It implements the same algorithms as the Redis store (see the package's
-// window documentation), under one mutex.
+// window and slot documentation), under one mutex.
 type Memory struct {
 	clock    func() time.Time
 	usageTTL int64
@@ -44,6 +44,7 @@ type Memory struct {
 	mu        sync.Mutex
 	windows   map[string]*memWindow
 	balances  map[string]*memBalance
+	slots     map[string]*memSlot
 	usage     map[usageKey]*memDay
 	settled   map[string]int64
 	lastSweep int64
@@ -77,6 +78,7 @@ func NewMemory(o MemoryOptions) *Memory {
 		usageTTL: o.UsageTTL.Microseconds(),
 		windows:  map[string]*memWindow{},
 		balances: map[string]*memBalance{},
+		slots:    map[string]*memSlot{},
 		usage:    map[usageKey]*memDay{},
 		settled:  map[string]int64{},
 	}
@@ -101,7 +103,7 @@ func (m *Memory) Reserve(_ context.Context, r *Reservation) (*Decision, error) {
 	defer m.mu.Unlock()
 	m.sweep(now)
 
-	d := &Decision{Windows: make([]WindowState, len(r.Windows)), Hold: Hold{At: now}}
+	d := &Decision{Windows: make([]WindowState, len(r.Windows)), Slots: make([]SlotState, len(r.Slots)), Hold: Hold{At: now}}
 	out := make([]windowOutcome, len(r.Windows))
 	wins := make([]*memWindow, len(r.Windows))
 	for i := range r.Windows {
@@ -126,8 +128,19 @@ func (m *Memory) Reserve(_ context.Context, r *Reservation) (*Decision, error) {
 		d.Hold.Balance = min(full, mb.v)
 		balanceRefused = mb.v <= 0 || mb.v < input
 	}
-	d.decide(balanceRefused, out)
+	slots := make([]*memSlot, len(r.Slots))
+	slotRefused := make([]bool, len(r.Slots))
+	for i := range r.Slots {
+		ms := m.slot(r.Slots[i].Key, now)
+		slots[i] = ms
+		_, held := ms.leases[r.ID]
+		slotRefused[i] = !held && int64(len(ms.leases)) >= r.Slots[i].Max
+	}
+	d.decide(balanceRefused, out, slotRefused)
 	if d.Allowed {
+		for i := range r.Slots {
+			slots[i].take(r.ID, now+r.Slots[i].Lease.Microseconds())
+		}
 		for i := range r.Windows {
 			w := &r.Windows[i]
 			n, width := bucketing(w.Size)
@@ -147,6 +160,9 @@ func (m *Memory) Reserve(_ context.Context, r *Reservation) (*Decision, error) {
 	}
 	if mb != nil {
 		d.Balance = mb.v
+	}
+	for i := range r.Slots {
+		d.Slots[i] = SlotState{Max: r.Slots[i].Max, InFlight: int64(len(slots[i].leases))}
 	}
 	return d, nil
 }
@@ -258,6 +274,11 @@ func (m *Memory) Settle(_ context.Context, s *Settlement) error {
 		if b := r.Balance; b != nil {
 			if mb := m.balance(b, now, false); mb != nil {
 				mb.v += s.Hold.Balance - b.Weights.Cost(s.Usage)
+			}
+		}
+		for i := range r.Slots {
+			if ms := m.slots[r.Slots[i].Key]; ms != nil {
+				delete(ms.leases, s.ID)
 			}
 		}
 	}
@@ -391,6 +412,11 @@ func (m *Memory) sweep(now int64) {
 	for k, b := range m.balances {
 		if b.expires != 0 && b.expires <= now {
 			delete(m.balances, k)
+		}
+	}
+	for k, sl := range m.slots {
+		if sl.expires <= now {
+			delete(m.slots, k)
 		}
 	}
 	for k, d := range m.usage {

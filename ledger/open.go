@@ -179,7 +179,9 @@ func (l *Ledger) isDown() bool { return l.clock().UnixNano() < l.downUntil.Load(
 
 // Reserve implements [Store]. With Redis failing it returns an error
 // wrapping ErrUnavailable (fail_closed) or the in-memory fallback's
-// decision, marked Hold.Local (fail_open).
+// decision, marked Hold.Local (fail_open). The fallback holds its own
+// concurrency slots: during an outage each replica lets up to Max requests
+// of a slot through on its own, beside the leases still held in Redis.
 func (l *Ledger) Reserve(ctx context.Context, r *Reservation) (*Decision, error) {
 	if l.redis == nil {
 		return l.primary.Reserve(ctx, r)
@@ -242,6 +244,24 @@ func (l *Ledger) Settle(ctx context.Context, s *Settlement) error {
 		return err
 	}
 	return nil
+}
+
+// Renew implements [Store]. A lease taken by the fail-open fallback is
+// renewed there. Renewal is best effort: a failure of Redis is returned
+// (wrapping ErrUnavailable) for the caller to log, and is neither retried
+// nor spooled; the lease then expires on its own, which frees the slot
+// early rather than leaking it.
+func (l *Ledger) Renew(ctx context.Context, r *Reservation, h Hold) error {
+	if l.redis == nil {
+		return l.primary.Renew(ctx, r, h)
+	}
+	if h.Local {
+		if l.fallback == nil {
+			return nil
+		}
+		return l.fallback.Renew(ctx, r, h)
+	}
+	return l.redis.Renew(ctx, r, h)
 }
 
 // GetBalance implements [Store].

@@ -24,6 +24,11 @@ var (
 	//go:embed balance.lua
 	balanceLua    string
 	balanceScript = redis.NewScript(balanceLua)
+	//go:embed renew.lua
+	renewLua    string
+	renewScript = redis.NewScript(renewLua)
+
+	scripts = []*redis.Script{reserveScript, settleScript, balanceScript, renewScript}
 )
 
 // RedisOptions configure a [Redis] store.
@@ -41,9 +46,9 @@ type RedisOptions struct {
 	Events EventsConfig
 }
 
-// Redis is a [Store] in Redis, shared by every replica. Each Reserve and
-// Settle is one pipeline of one Lua script per hash tag group of the keys
-// it touches: one round trip, atomic per group.
+// Redis is a [Store] in Redis, shared by every replica. Each Reserve,
+// Settle and Renew is one pipeline of one Lua script per hash tag group of
+// the keys it touches: one round trip, atomic per group.
 type Redis struct {
 	client   redis.UniversalClient
 	prefix   string
@@ -76,7 +81,7 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 // that the first requests already run by EVALSHA in one round trip.
 func (r *Redis) LoadScripts(ctx context.Context) error {
 	load := func(ctx context.Context, c *redis.Client) error {
-		for _, s := range []*redis.Script{reserveScript, settleScript, balanceScript} {
+		for _, s := range scripts {
 			if err := s.Load(ctx, c).Err(); err != nil {
 				return err
 			}
@@ -89,7 +94,7 @@ func (r *Redis) LoadScripts(ctx context.Context) error {
 	} else if c, ok := r.client.(*redis.Client); ok {
 		err = load(ctx, c)
 	} else {
-		for _, s := range []*redis.Script{reserveScript, settleScript, balanceScript} {
+		for _, s := range scripts {
 			if err = s.Load(ctx, r.client).Err(); err != nil {
 				break
 			}
@@ -159,11 +164,12 @@ func (r *Redis) usageKey(consumer, day string) string {
 type group struct {
 	tag     string
 	windows []int
+	slots   []int
 	balance bool
 	usage   bool
 }
 
-// groups splits the windows and the balance of res by hash tag; with
+// groups splits the windows, the balance and the slots of res by hash tag; with
 // consumer set, the consumer's group (holding usage totals and markers) is
 // included even when no window or balance is in it.
 func (r *Redis) groups(res *Reservation, consumer string) []group {
@@ -188,6 +194,10 @@ func (r *Redis) groups(res *Reservation, consumer string) []group {
 		if res.Balance != nil {
 			find(tagOf(r.key(res.Balance.Key))).balance = true
 		}
+		for i := range res.Slots {
+			g := find(tagOf(r.key(res.Slots[i].Key)))
+			g.slots = append(g.slots, i)
+		}
 	}
 	return gs
 }
@@ -198,7 +208,7 @@ func (r *Redis) Reserve(ctx context.Context, res *Reservation) (*Decision, error
 		return nil, err
 	}
 	gs := r.groups(res, "")
-	d := &Decision{Windows: make([]WindowState, len(res.Windows)), Refused: -1}
+	d := &Decision{Windows: make([]WindowState, len(res.Windows)), Slots: make([]SlotState, len(res.Slots)), Refused: -1, RefusedSlot: -1}
 	if len(gs) == 0 {
 		d.Allowed = true
 		return d, nil
@@ -208,9 +218,9 @@ func (r *Redis) Reserve(ctx context.Context, res *Reservation) (*Decision, error
 	for gi, g := range gs {
 		c := &calls[gi]
 		c.script = reserveScript
-		c.keys = make([]string, 0, len(g.windows)+1)
-		c.args = make([]any, 0, 3+4*len(g.windows)+4)
-		c.args = append(c.args, now, len(g.windows), boolArg(g.balance))
+		c.keys = make([]string, 0, len(g.windows)+1+len(g.slots))
+		c.args = make([]any, 0, 5+4*len(g.windows)+4+3*len(g.slots))
+		c.args = append(c.args, now, len(g.windows), boolArg(g.balance), len(g.slots), res.ID)
 		for _, i := range g.windows {
 			w := &res.Windows[i]
 			n, width := bucketing(w.Size)
@@ -223,6 +233,11 @@ func (r *Redis) Reserve(ctx context.Context, res *Reservation) (*Decision, error
 			c.keys = append(c.keys, r.key(b.Key))
 			c.args = append(c.args, b.Allotment, ceilMillis(b.TTL), full, input)
 		}
+		for _, i := range g.slots {
+			s := &res.Slots[i]
+			c.keys = append(c.keys, r.key(s.Key))
+			c.args = append(c.args, s.Max, s.Lease.Microseconds(), slotKeyTTL(s))
+		}
 	}
 	replies, err := r.run(ctx, calls)
 	if err != nil {
@@ -231,13 +246,14 @@ func (r *Redis) Reserve(ctx context.Context, res *Reservation) (*Decision, error
 		return nil, unavailable("cannot reserve", err)
 	}
 	out := make([]windowOutcome, len(res.Windows))
+	slotRefused := make([]bool, len(res.Slots))
 	balanceRefused := false
 	admitted := make([]bool, len(gs))
 	if len(gs) > 1 {
 		d.Hold.WindowAt = make([]int64, len(res.Windows))
 	}
 	for gi, g := range gs {
-		rep, err := parseReserve(replies[gi], len(g.windows))
+		rep, err := parseReserve(replies[gi], len(g.windows), len(g.slots))
 		if err != nil {
 			r.releaseAdmitted(res, gs, replies)
 			return nil, unavailable("cannot reserve", err)
@@ -253,13 +269,17 @@ func (r *Redis) Reserve(ctx context.Context, res *Reservation) (*Decision, error
 				d.Hold.WindowAt[i] = rep.now
 			}
 		}
+		for k, i := range g.slots {
+			d.Slots[i] = SlotState{Max: res.Slots[i].Max, InFlight: rep.slots[k].inFlight}
+			slotRefused[i] = rep.slots[k].refused
+		}
 		if g.balance {
 			d.Balance = rep.balance
 			d.Hold.Balance = rep.reserved
 			balanceRefused = rep.balanceRefused
 		}
 	}
-	d.decide(balanceRefused, out)
+	d.decide(balanceRefused, out, slotRefused)
 	if !d.Allowed {
 		// Another group refused: give back what the admitting ones took,
 		// and report the state without them.
@@ -290,13 +310,13 @@ func micros(us int64) time.Duration { return time.Duration(us) * time.Microsecon
 func (r *Redis) releaseAdmitted(res *Reservation, gs []group, replies []any) {
 	admitted := make([]bool, len(gs))
 	some := false
-	var d Decision
+	d := Decision{Windows: make([]WindowState, len(res.Windows)), Slots: make([]SlotState, len(res.Slots))}
 	d.Hold.WindowAt = make([]int64, len(res.Windows))
 	for gi, g := range gs {
 		if gi >= len(replies) {
 			break
 		}
-		rep, err := parseReserve(replies[gi], len(g.windows))
+		rep, err := parseReserve(replies[gi], len(g.windows), len(g.slots))
 		if err != nil || !rep.allowed {
 			continue
 		}
@@ -334,6 +354,9 @@ func (r *Redis) release(ctx context.Context, res *Reservation, gs []group, admit
 		for _, i := range g.windows {
 			w := &res.Windows[i]
 			d.Windows[i].Remaining = min(w.Limit, d.Windows[i].Remaining+w.Amount(res.Input, res.Output))
+		}
+		for _, i := range g.slots {
+			d.Slots[i].InFlight = max(0, d.Slots[i].InFlight-1)
 		}
 		if g.balance {
 			d.Balance += d.Hold.Balance
@@ -383,18 +406,23 @@ func (r *Redis) Settle(ctx context.Context, s *Settlement) error {
 
 // settleCall builds the settle script call of group g. With sign 0 it
 // releases the reservation (actual usage zero, no marker, no totals);
-// with sign 1 it settles u under the marker of id.
+// with sign 1 it settles u under the marker of id. Either way it releases
+// the reservation's leases on the group's slots.
 func (r *Redis) settleCall(res *Reservation, g group, id string, h *Hold, u usage.Usage, sign int, now, model string) scriptCall {
 	c := scriptCall{script: settleScript}
 	hasMarker := sign == 1
 	hasUsage := sign == 1 && g.usage
-	nw := len(g.windows)
-	c.keys = make([]string, 0, nw+3)
-	c.args = make([]any, 0, 6+4*nw+1+2+2*len(metricNames))
+	nw, ns := len(g.windows), len(g.slots)
+	leaseID := ""
+	if res != nil {
+		leaseID = res.ID
+	}
+	c.keys = make([]string, 0, nw+ns+3)
+	c.args = make([]any, 0, 9+4*nw+1+2+2*len(metricNames))
 	if hasMarker {
 		c.keys = append(c.keys, r.markerKey(g.tag, id))
 	}
-	c.args = append(c.args, now, nw, boolArg(hasMarker), boolArg(g.balance), boolArg(hasUsage), markerTTL.Milliseconds(), 0)
+	c.args = append(c.args, now, nw, boolArg(hasMarker), boolArg(g.balance), boolArg(hasUsage), markerTTL.Milliseconds(), 0, ns, leaseID)
 	for _, i := range g.windows {
 		w := &res.Windows[i]
 		n, width := bucketing(w.Size)
@@ -404,6 +432,9 @@ func (r *Redis) settleCall(res *Reservation, g group, id string, h *Hold, u usag
 		}
 		c.keys = append(c.keys, r.key(w.Key))
 		c.args = append(c.args, n, width, h.windowAt(i), delta)
+	}
+	for _, i := range g.slots {
+		c.keys = append(c.keys, r.key(res.Slots[i].Key))
 	}
 	if g.balance {
 		delta := h.Balance

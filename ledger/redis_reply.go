@@ -70,6 +70,12 @@ type reserveReply struct {
 	balanceRefused bool
 	reserved       int64
 	windows        []windowReply
+	slots          []slotReply
+}
+
+type slotReply struct {
+	inFlight int64
+	refused  bool
 }
 
 type windowReply struct {
@@ -78,15 +84,15 @@ type windowReply struct {
 	outcome   windowOutcome
 }
 
-// parseReserve reads the reply of reserve.lua for nw windows.
-func parseReserve(v any, nw int) (reserveReply, error) {
+// parseReserve reads the reply of reserve.lua for nw windows and ns slots.
+func parseReserve(v any, nw, ns int) (reserveReply, error) {
 	var rep reserveReply
 	arr, ok := v.([]any)
 	if !ok {
 		return rep, fmt.Errorf("unexpected reserve reply %T", v)
 	}
-	if len(arr) != 5+5*nw {
-		return rep, fmt.Errorf("reserve reply has %d values, want %d", len(arr), 5+5*nw)
+	if want := 5 + 5*nw + 2*ns; len(arr) != want {
+		return rep, fmt.Errorf("reserve reply has %d values, want %d", len(arr), want)
 	}
 	ints := make([]int64, len(arr))
 	for i, e := range arr {
@@ -109,6 +115,11 @@ func parseReserve(v any, nw int) (reserveReply, error) {
 			reset:     w[1],
 			outcome:   windowOutcome{refused: w[2] == 1, tooLarge: w[3] == 1, retry: micros(w[4])},
 		}
+	}
+	rep.slots = make([]slotReply, ns)
+	for k := range ns {
+		s := ints[5+5*nw+2*k:]
+		rep.slots[k] = slotReply{inFlight: s[0], refused: s[1] == 1}
 	}
 	return rep, nil
 }

@@ -1,15 +1,22 @@
--- Reserve: check every window of one hash tag group (and the balance when
--- the group holds it) and, only when all have room, charge all of them.
--- The algorithm is described in window.go ("Sliding windows").
+-- Reserve: check every window of one hash tag group (and the balance and
+-- the concurrency slots when the group holds them) and, only when all have
+-- room, charge all of them and take a lease on each slot.
+-- The algorithms are described in window.go ("Sliding windows") and
+-- slot.go ("Concurrency slots").
 --
--- KEYS: the window hashes, then the balance key when has_balance is 1.
+-- KEYS: the window hashes, then the balance key when has_balance is 1,
+--       then the slot sorted sets.
 -- ARGV: now_us ("" = the server's TIME), window_count, has_balance,
+--       slot_count, id (the reservation, naming its leases),
 --       4 per window: limit, buckets, bucket_width_us, amount,
---       then when has_balance: allotment, ttl_ms (0 = none), full_cost, input_cost.
+--       then when has_balance: allotment, ttl_ms (0 = none), full_cost, input_cost,
+--       then 3 per slot: max, lease_us, key_ttl_ms.
 -- Reply: allowed, now_us, balance, balance_refused, balance_reserved,
---        then 5 per window: remaining, reset_us, refused, too_large, retry_us.
+--        then 5 per window: remaining, reset_us, refused, too_large, retry_us,
+--        then 2 per slot: in_flight, refused.
 -- A window hash holds 'o' (oldest bucket that may hold something), 't'
--- (running total) and one field per non-empty bucket index.
+-- (running total) and one field per non-empty bucket index. A slot's
+-- sorted set holds one member per lease, scored by its expiry in µs.
 
 local function fmt(x) return string.format('%d', x) end
 
@@ -22,6 +29,8 @@ else
 end
 local nw = tonumber(ARGV[2])
 local has_balance = ARGV[3] == '1'
+local ns = tonumber(ARGV[4])
+local id = ARGV[5]
 
 -- advance drops the buckets older than lo and returns the window's total
 -- and whether the hash still exists.
@@ -58,7 +67,7 @@ end
 local allowed = true
 local win = {}
 for i = 1, nw do
-  local a = 3 + (i - 1) * 4
+  local a = 5 + (i - 1) * 4
   local w = {
     key = KEYS[i],
     limit = tonumber(ARGV[a + 1]),
@@ -95,7 +104,7 @@ local bal, reserved, balance_refused = 0, 0, 0
 local bkey
 if has_balance then
   bkey = KEYS[nw + 1]
-  local a = 3 + nw * 4
+  local a = 5 + nw * 4
   local allotment = tonumber(ARGV[a + 1])
   local ttl = tonumber(ARGV[a + 2])
   local full = tonumber(ARGV[a + 3])
@@ -118,7 +127,37 @@ if has_balance then
   end
 end
 
+local slots = {}
+local sk = nw + (has_balance and 1 or 0)
+local sa = 5 + nw * 4 + (has_balance and 4 or 0)
+for i = 1, ns do
+  local a = sa + (i - 1) * 3
+  local s = {
+    key = KEYS[sk + i],
+    max = tonumber(ARGV[a + 1]),
+    lease = tonumber(ARGV[a + 2]),
+    keep = tonumber(ARGV[a + 3]),
+    refused = 0,
+  }
+  redis.call('ZREMRANGEBYSCORE', s.key, '-inf', fmt(now))
+  s.count = redis.call('ZCARD', s.key)
+  -- Leases are by id: one already held is renewed, never counted twice.
+  if not redis.call('ZSCORE', s.key, id) and s.count >= s.max then
+    s.refused = 1
+    allowed = false
+  end
+  slots[i] = s
+end
+
 if allowed then
+  for i = 1, ns do
+    local s = slots[i]
+    redis.call('ZADD', s.key, fmt(now + s.lease), id)
+    if redis.call('PTTL', s.key) < s.keep then
+      redis.call('PEXPIRE', s.key, fmt(s.keep))
+    end
+    s.count = redis.call('ZCARD', s.key)
+  end
   for i = 1, nw do
     local w = win[i]
     if w.amount ~= 0 then
@@ -163,5 +202,10 @@ for i = 1, nw do
   reply[k + 3] = w.refused
   reply[k + 4] = w.too_large
   reply[k + 5] = w.retry
+end
+for i = 1, ns do
+  local k = #reply
+  reply[k + 1] = slots[i].count
+  reply[k + 2] = slots[i].refused
 end
 return reply

@@ -1,12 +1,16 @@
 -- Settle (and release): replace what a reservation charged to the windows
--- and balance of one hash tag group by the actual usage, add the usage to
--- the consumer's daily totals, once per request id and group.
--- The algorithm is described in window.go ("Sliding windows").
+-- and balance of one hash tag group by the actual usage, release its leases
+-- on the group's concurrency slots, add the usage to the consumer's daily
+-- totals, once per request id and group.
+-- The algorithms are described in window.go ("Sliding windows") and
+-- slot.go ("Concurrency slots").
 --
--- KEYS: the marker key when has_marker is 1, the window hashes, the
---       balance key when has_balance is 1, the usage hash when has_usage is 1.
+-- KEYS: the marker key when has_marker is 1, the window hashes, the slot
+--       sorted sets, the balance key when has_balance is 1, the usage hash
+--       when has_usage is 1.
 -- ARGV: now_us ("" = the server's TIME), window_count, has_marker,
---       has_balance, has_usage, marker_ttl_ms, has_event,
+--       has_balance, has_usage, marker_ttl_ms, has_event, slot_count,
+--       id (the reservation, naming its leases),
 --       4 per window: buckets, bucket_width_us, at_us, delta,
 --       then when has_balance: delta,
 --       then when has_usage: ttl_ms, field_count, field, increment, ...,
@@ -29,6 +33,8 @@ local has_marker = ARGV[3] == '1'
 local has_balance = ARGV[4] == '1'
 local has_usage = ARGV[5] == '1'
 local has_event = ARGV[7] == '1'
+local ns = tonumber(ARGV[8])
+local id = ARGV[9]
 
 local k = 0
 if has_marker then
@@ -64,7 +70,7 @@ local function advance(key, n, lo)
   return true
 end
 
-local a = 7
+local a = 9
 for i = 1, nw do
   local key = KEYS[k + i]
   local n = tonumber(ARGV[a + 1])
@@ -94,6 +100,13 @@ for i = 1, nw do
   end
 end
 k = k + nw
+
+-- Leases are by id, so a release that runs twice (a refusal's release
+-- retried, a settlement without a marker) frees nothing more.
+for i = 1, ns do
+  redis.call('ZREM', KEYS[k + i], id)
+end
+k = k + ns
 
 if has_balance then
   k = k + 1

@@ -93,7 +93,7 @@ func validateReservation(r *Reservation) error {
 	if r.Balance != nil && r.Balance.Key == "" {
 		return fmt.Errorf("%w: balance has no key", ErrInvalid)
 	}
-	return nil
+	return validateSlots(r.ID, r.Slots)
 }
 
 func validateSettlement(s *Settlement) error {
@@ -130,13 +130,14 @@ type windowOutcome struct {
 	retry    time.Duration
 }
 
-// decide fills the refusal fields of d from per-window outcomes: the
-// refusing window reported is the one that makes the request wait longest
-// (one that can never fit first), and a refusing balance wins over windows
-// because only a top-up helps it.
-func (d *Decision) decide(balanceRefused bool, out []windowOutcome) {
+// decide fills the refusal fields of d from per-window and per-slot
+// outcomes: the refusing window reported is the one that makes the request
+// wait longest (one that can never fit first); a refusing window wins over
+// slots because it says how long to wait, and a refusing balance wins over
+// both because only a top-up helps it.
+func (d *Decision) decide(balanceRefused bool, out []windowOutcome, slotRefused []bool) {
 	d.Allowed = true
-	d.Refused = -1
+	d.Refused, d.RefusedSlot = -1, -1
 	d.RetryAfter, d.TooLarge = 0, false
 	for i, o := range out {
 		if !o.refused {
@@ -151,8 +152,16 @@ func (d *Decision) decide(balanceRefused bool, out []windowOutcome) {
 			d.Refused, d.RetryAfter = i, o.retry
 		}
 	}
+	for i, refused := range slotRefused {
+		if refused {
+			d.Allowed = false
+			if d.Refused < 0 && d.RefusedSlot < 0 {
+				d.RefusedSlot = i
+			}
+		}
+	}
 	if balanceRefused {
-		d.Allowed, d.Refused, d.RetryAfter, d.TooLarge = false, -1, 0, false
+		d.Allowed, d.Refused, d.RefusedSlot, d.RetryAfter, d.TooLarge = false, -1, -1, 0, false
 	}
 }
 
