@@ -21,6 +21,10 @@ build: ## Build bin/tollgate.
 run: build ## Run tollgate with the in-memory store and the example config (no Redis needed).
 	./$(BIN) serve --config $(CONFIG)
 
+.PHONY: demo
+demo: ## Try tollgate by hand: an emulated Envoy on :8080, tollgate and a fake LLM (Ctrl-C stops).
+	$(GO) run ./e2e/demo
+
 .PHONY: deps
 deps: ## Install what the tests need (redis-server; promtool when available).
 	@scripts/need.sh redis-server redis-server
