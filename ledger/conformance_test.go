@@ -134,6 +134,12 @@ func TestConformance(t *testing.T) {
 		{"partial balance reservation", testPartialBalance},
 		{"balance allotment and ttl", testBalanceAllotment},
 		{"totals", testTotals},
+		{"slot: max in flight", testSlotMaxInFlight},
+		{"slot: refusal charges nothing", testSlotRefusalChargesNothing},
+		{"slot: lease expiry", testSlotLeaseExpiry},
+		{"slot: renew", testSlotRenew},
+		{"slot: partial renew", testSlotRenewPartial},
+		{"slot: concurrent requests", testSlotConcurrent},
 	}
 	for _, k := range storeKinds(t) {
 		t.Run(k.name, func(t *testing.T) {

@@ -47,7 +47,9 @@ func TestUsageEventsOncePerID(t *testing.T) {
 				t.Fatalf("%s holds %d records, want 3 (one per request, none for replays)", key, len(msgs))
 			}
 			for i, m := range msgs {
-				var rec struct{ RequestID string `json:"requestId"` }
+				var rec struct {
+					RequestID string `json:"requestId"`
+				}
 				if err := json.Unmarshal([]byte(fmt.Sprint(m.Values["record"])), &rec); err != nil || rec.RequestID != fmt.Sprintf("id-%d", i) {
 					t.Errorf("record %d = %v (%v)", i, m.Values, err)
 				}
