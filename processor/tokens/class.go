@@ -23,9 +23,6 @@ const (
 // isY reports [^\s\p{L}\p{N}]: punctuation, symbols, marks, controls.
 func isY(c uint8) bool { return c&(fL|fN|fS) == 0 }
 
-// isX reports [^\r\n\p{L}\p{N}], the optional character before a word.
-func isX(c uint8) bool { return c&(fL|fN|fNL) == 0 }
-
 var (
 	asciiClass [256]uint8 // indexed by a byte, so never bounds-checked; 0x80 up unused
 	bmpOnce    sync.Once

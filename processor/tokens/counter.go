@@ -88,10 +88,18 @@ func (c *Counter) Count() int64 {
 	return c.counted + int64(c.enc.CountBytes(c.tail))
 }
 
-// Reset empties c and makes it count with e, keeping its buffer.
+// keepTail is the largest tail buffer Reset keeps, so that pooled Counters
+// do not each hold on to a MaxTail buffer grown by one unusual text.
+const keepTail = 4 << 10
+
+// Reset empties c and makes it count with e, keeping a small buffer.
 func (c *Counter) Reset(e *Encoding) {
 	c.enc = e
 	c.counted = 0
-	c.tail = c.tail[:0]
 	c.scanAt = 0
+	if cap(c.tail) > keepTail {
+		c.tail = nil
+	} else {
+		c.tail = c.tail[:0]
+	}
 }

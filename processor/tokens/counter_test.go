@@ -190,3 +190,29 @@ func TestCounterTailCap(t *testing.T) {
 		}
 	}
 }
+
+// TestCounterAdversarial splits short strings of every character class at
+// every byte: the places where a piece's end depends on what follows.
+func TestCounterAdversarial(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 2))
+	for _, name := range allEncodings {
+		e := mustGet(t, name)
+		t.Run(name, func(t *testing.T) {
+			for i := 0; i < 1500; i++ {
+				var b strings.Builder
+				for k := 1 + r.IntN(16); k > 0; k-- {
+					b.WriteString(adversarialAlphabet[r.IntN(len(adversarialAlphabet))])
+				}
+				s := b.String()
+				want := int64(e.Count(s))
+				for cut := 1; cut < len(s); cut++ {
+					c := e.NewCounter()
+					writeSplit(c, s, []int{cut})
+					if got := c.Count(); got != want {
+						t.Fatalf("%q split at %d: Count() = %d, want %d", s, cut, got, want)
+					}
+				}
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"unicode"
@@ -181,5 +182,43 @@ func TestClassTable(t *testing.T) {
 		if got, want := runeClass(r), classOf(r); got != want {
 			t.Fatalf("class of %U = %08b, want %08b", r, got, want)
 		}
+	}
+}
+
+// adversarialAlphabet holds one or more characters of every class the
+// pre-tokenizers tell apart, and the letters of the contractions.
+var adversarialAlphabet = []string{
+	"a", "s", "t", "r", "e", "v", "m", "l", "d", "S", "T", "R", "E", "V", "L", "D", "A", "Z",
+	"'", "'", "’", " ", " ", "  ", "\t", "\n", "\r", "\r\n", "\v", "\f", "\u00a0", "\u3000", "\u2028", "\u0085",
+	"0", "7", "٣", "Ⅻ", "½", "!", "/", ".", ",", "-", "_", "(", "#", "\x00", "\x7f",
+	"é", "É", "ǅ", "ʰ", "々", "中", "文", "ー", "カ", "\u0301", "\u093e", "\u20dd", "\u200d", "\ufe0f", "😀", "🏽", "𝐌", "𠀀",
+	"\xff", "\xe4\xb8", "\xed\xa0\x80", "\xc0",
+}
+
+// TestCountAdversarial compares short strings drawn from adversarialAlphabet
+// with the reference: every boundary between classes, in every order.
+func TestCountAdversarial(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 9))
+	n := 4000
+	if testing.Short() {
+		n = 500
+	}
+	var texts []string
+	for i := 0; i < n; i++ {
+		var b strings.Builder
+		for k := 1 + r.IntN(24); k > 0; k-- {
+			b.WriteString(adversarialAlphabet[r.IntN(len(adversarialAlphabet))])
+		}
+		texts = append(texts, b.String())
+	}
+	for _, name := range allEncodings {
+		e := mustGet(t, name)
+		t.Run(name, func(t *testing.T) {
+			for _, s := range texts {
+				if got, want := e.Count(s), oracleCount(t, name, s); got != want {
+					t.Fatalf("Count(%q) = %d, want %d", s, got, want)
+				}
+			}
+		})
 	}
 }
