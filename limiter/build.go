@@ -118,6 +118,24 @@ func buildRule(p *problems, path string, r *Rule, tokens bool) rule {
 		}
 		ru.rejection.Code = r.RejectedCode
 	}
+	switch r.OnExceeded {
+	case "", "reject":
+		if r.OnExceeded == "reject" && r.Downgrade != nil {
+			p.add(join(path, "downgrade"), "set with on_exceeded: reject; use on_exceeded: downgrade or drop it")
+		}
+	case "downgrade":
+		if r.Downgrade == nil {
+			p.add(join(path, "on_exceeded"), "downgrade needs downgrade: {model: <cheaper model>}")
+		}
+	default:
+		p.add(join(path, "on_exceeded"), "%q is not reject or downgrade", r.OnExceeded)
+	}
+	if r.Downgrade != nil {
+		if r.Downgrade.Model == "" {
+			p.add(join(path, "downgrade.model"), "must name the model to use instead")
+		}
+		ru.rejection.Downgrade = r.Downgrade.Model
+	}
 	if r.Match != nil {
 		ru.scope = buildScope(p, join(path, "match"), r.Match)
 	}

@@ -37,6 +37,12 @@ type Rule struct {
 	// Match restricts the rule to some requests; a rule without Match
 	// applies to every request.
 	Match *Match `yaml:"match,omitempty"`
+	// OnExceeded is "reject" (the default) or "downgrade": a request over
+	// the rule goes on with Downgrade.Model instead, charged to that model.
+	OnExceeded string `yaml:"on_exceeded,omitempty"`
+	// Downgrade names the cheaper model; setting it implies on_exceeded:
+	// downgrade.
+	Downgrade *Downgrade `yaml:"downgrade,omitempty"`
 
 	// Redis and ShowLimitQuotaHeader are accepted so that a Higress plugin
 	// configuration can be pasted as it is; tollgate ignores them (Redis is
@@ -273,4 +279,10 @@ func knownFields(t reflect.Type) map[string]bool {
 	}
 	knownCache.Store(t, m)
 	return m
+}
+
+// Downgrade is what a request over a limit becomes instead of a refusal.
+type Downgrade struct {
+	// Model replaces the request's model.
+	Model string `yaml:"model" json:"model"`
 }

@@ -49,6 +49,9 @@ type Rejection struct {
 	// as the response body as it is (Higress sends it so; it may be JSON).
 	// Otherwise Message belongs inside an OpenAI-style error object.
 	Custom bool
+	// Downgrade, when set, is the cheaper model the request goes on with
+	// instead of being refused (if that model's limits allow it).
+	Downgrade string
 }
 
 type rule struct {

@@ -16,12 +16,40 @@ import (
 // admit checks the model and reserves the request's tokens in every
 // matching window and the consumer's quota, in one call to the store.
 func (st *stream) admit(ctx context.Context, r usage.Request) *apiError {
-	p := st.policy
 	st.model, st.stream, st.maxOutput = r.Model, r.Stream, r.MaxOutput
 	if !st.consumer.AllowsModel(r.Model) {
 		return &apiError{status: 403, kind: "invalid_request_error", code: "model_not_allowed",
 			message: fmt.Sprintf("The model %q is not allowed for this API key.", r.Model), decision: telemetry.Forbidden}
 	}
+	e := st.reserve(ctx, r)
+	if e == nil || !st.canDowngrade(e.downgrade, r) {
+		return e
+	}
+	// Over a limit that degrades instead of refusing: the request goes on
+	// with the cheaper model, charged to that model's limits — or is
+	// refused, with the first refusal, if those are exceeded too.
+	from := r.Model
+	r.Model = e.downgrade
+	st.model = r.Model
+	st.prompt = -1 // counted again with the new model's encoding
+	if e2 := st.reserve(ctx, r); e2 != nil {
+		return e
+	}
+	st.downgradedFrom = from
+	return nil
+}
+
+// canDowngrade reports whether a refused request may go on with model:
+// one set, different, allowed for the consumer, and a model named in the
+// body (one taken from the path cannot be rewritten).
+func (st *stream) canDowngrade(model string, r usage.Request) bool {
+	return model != "" && model != r.Model && st.consumer.AllowsModel(model) && st.bodyModel
+}
+
+// reserve takes the request's amounts from every window and the quota
+// that apply to it, or says why it cannot.
+func (st *stream) reserve(ctx context.Context, r usage.Request) *apiError {
+	p := st.policy
 	st.enc = p.defEnc
 	if e, ok := tokens.ForModel(r.Model); ok {
 		st.enc = e
@@ -31,7 +59,8 @@ func (st *stream) admit(ctx context.Context, r usage.Request) *apiError {
 	windows := p.Rules.Match(lr, nil)
 	// The consumer's own (or tier's) limits apply beside the rules.
 	windows = append(windows, st.consumer.Windows...)
-	balance := p.Quota.ScopedBalance(p.Quota.ScopeOf(lr), st.consumer.Name, r.Model, st.s.o.Clock())
+	st.quotaScope = p.Quota.ScopeOf(lr)
+	balance := p.Quota.ScopedBalance(st.quotaScope, st.consumer.Name, r.Model, st.s.o.Clock())
 	st.reservation = ledger.Reservation{ID: st.id, Windows: windows, Balance: balance}
 	if len(windows) == 0 && balance == nil {
 		st.admitted, st.decided = true, true
@@ -98,7 +127,7 @@ func (st *stream) promptTokens() int64 {
 func (st *stream) refusal(d *ledger.Decision) *apiError {
 	if d.Refused < 0 || d.Refused >= len(st.reservation.Windows) {
 		return &apiError{status: 403, kind: "insufficient_quota", code: "insufficient_quota", message: st.policy.Quota.RejectedMsg(),
-			decision: telemetry.QuotaExhausted}
+			decision: telemetry.QuotaExhausted, downgrade: st.policy.Quota.DowngradeIn(st.quotaScope)}
 	}
 	w := &st.reservation.Windows[d.Refused]
 	rej := st.policy.Rules.Rejection(w)
@@ -107,7 +136,7 @@ func (st *stream) refusal(d *ledger.Decision) *apiError {
 		kind = "requests"
 	}
 	e := &apiError{status: rej.Code, kind: kind, code: "rate_limit_exceeded", message: rej.Message,
-		decision: telemetry.RateLimited, rule: w.Rule}
+		decision: telemetry.RateLimited, rule: w.Rule, downgrade: rej.Downgrade}
 	if rej.Custom && json.Valid([]byte(rej.Message)) {
 		e.raw = []byte(rej.Message)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/tidwall/gjson"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tollgate-ai/tollgate/ledger"
 	"github.com/tollgate-ai/tollgate/processor/tokens"
 )
 
@@ -442,5 +443,56 @@ quota:
 	}
 	if v, _ := f.store.GetBalance(ctx, q.Balance("team-a", "", f.now)); v != 600 {
 		t.Errorf("unscoped balance moved: %d", v)
+	}
+}
+
+// TestDowngradeInsteadOfRefusal: a request over a downgrading rule goes on
+// with the cheaper model, is charged there, and the client is told.
+func TestDowngradeInsteadOfRefusal(t *testing.T) {
+	f := newFixture(t, `
+token_ratelimit:
+  - rule_name: gpt-4o-budget
+    match: {model: gpt-4o}
+    global_threshold: {token_per_minute: 100}
+    downgrade: {model: gpt-4o-mini}
+  - rule_name: mini-budget
+    match: {model: gpt-4o-mini}
+    global_threshold: {token_per_minute: 500}
+`)
+	send := func(maxTokens int) *extprocv3.ProcessingResponse {
+		x := f.envoy.open()
+		x.send(requestHeaders(false, chatHeaders("sk-a")...))
+		return x.send(requestBody(fmt.Sprintf(`{"model":"gpt-4o","max_tokens":%d,"messages":[{"role":"user","content":"hi"}]}`, maxTokens)))
+	}
+	// 300 tokens do not fit gpt-4o's 100 but fit the mini's 500.
+	x := f.envoy.open()
+	x.send(requestHeaders(false, chatHeaders("sk-a")...))
+	resp := x.send(requestBody(`{"model":"gpt-4o","max_tokens":300,"messages":[{"role":"user","content":"hi"}]}`))
+	if ir := resp.GetImmediateResponse(); ir != nil {
+		t.Fatalf("refused: %s", ir.GetBody())
+	}
+	body := resp.GetRequestBody().GetResponse().GetBodyMutation().GetBody()
+	if gjson.GetBytes(body, "model").String() != "gpt-4o-mini" {
+		t.Fatalf("upstream body %s", body)
+	}
+	set, _ := mutationHeaders(resp.GetRequestBody().GetResponse().GetHeaderMutation())
+	if set["content-length"] != strconv.Itoa(len(body)) {
+		t.Errorf("content-length %q for %d bytes", set["content-length"], len(body))
+	}
+	rh := x.send(responseHeaders(false, ":status", "200", "content-type", "application/json"))
+	rs, _ := mutationHeaders(rh.GetResponseHeaders().GetResponse().GetHeaderMutation())
+	if rs["x-tollgate-downgraded"] != "gpt-4o -> gpt-4o-mini" {
+		t.Errorf("response headers %v", rs)
+	}
+	x.send(responseBody([]byte(`{"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":8,"completion_tokens":250}}`), true))
+	x.close()
+	rows, _ := f.store.Totals(context.Background(), ledger.TotalsQuery{Consumer: "team-a", From: "2026-11-26", To: "2026-11-26"})
+	if len(rows) != 1 || rows[0].Model != "gpt-4o-mini" || rows[0].Total != 258 {
+		t.Fatalf("charged %+v, want 258 tokens to gpt-4o-mini", rows)
+	}
+	// The mini's window now holds 258 of 500: another 300 fits neither.
+	ir := immediateOf(t, send(300))
+	if msg, _, _ := decodeError(t, ir.GetBody()); ir.GetStatus().GetCode() != 429 || !strings.Contains(msg, "gpt-4o-budget") {
+		t.Fatalf("got %d %q: want the first refusal", ir.GetStatus().GetCode(), msg)
 	}
 }

@@ -31,6 +31,8 @@ type apiError struct {
 	// decision and rule are what telemetry records of the refusal.
 	decision telemetry.Decision
 	rule     string
+	// downgrade is the cheaper model the refused request may go on with.
+	downgrade string
 }
 
 func (e *apiError) body(api usage.API) []byte {

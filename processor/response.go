@@ -26,6 +26,9 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	hs := headers{list: h.GetHeaders().GetHeaders()}
 	st.status, _ = strconv.Atoi(hs.value(":status"))
 	st.rateHeaders(&m)
+	if st.downgradedFrom != "" {
+		m.setHeader("x-tollgate-downgraded", st.downgradedFrom+" -> "+st.model)
+	}
 	if st.status >= 200 && st.status < 300 {
 		ce := strings.ToLower(hs.value("content-encoding"))
 		sse := strings.HasPrefix(strings.ToLower(hs.value("content-type")), "text/event-stream")

@@ -13,6 +13,8 @@ import (
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
+	"github.com/tidwall/sjson"
+
 	"github.com/tollgate-ai/tollgate/consumer"
 	"github.com/tollgate-ai/tollgate/ledger"
 	"github.com/tollgate-ai/tollgate/limiter"
@@ -52,6 +54,10 @@ type stream struct {
 	enc        *tokens.Encoding
 	prompt     int64 // estimated prompt tokens; -1 until counted
 	addedUsage bool  // tollgate asked for stream usage the client did not
+	bodyModel  bool  // the model was named in the body (not the path)
+
+	quotaScope     string // the quota scope the request is charged in
+	downgradedFrom string // the model asked for, when the request was downgraded
 
 	// Admission.
 	admitted    bool
@@ -288,6 +294,7 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	if err != nil {
 		return st.reject(errBadRequest(err.Error()))
 	}
+	st.bodyModel = r.Model != ""
 	if r.Model == "" {
 		r.Model = usage.ModelFromPath(st.path)
 	}
@@ -295,20 +302,29 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	if e := st.admit(ctx, r); e != nil {
 		return st.reject(e)
 	}
-	if !st.stream || r.IncludeUsage || !acceptsStreamOptions(st.api) {
-		return cont
-	}
-	// Ask the provider for the usage of the stream; the extra usage-only
-	// chunk is removed before it reaches the client, which did not ask.
-	nb, err := usage.AddIncludeUsage(body)
-	if err != nil {
-		return cont
-	}
-	st.addedUsage = true
 	var m mutation
+	nb := body
+	if st.downgradedFrom != "" {
+		if nb, err = sjson.SetBytes(nb, "model", st.model); err != nil {
+			return st.reject(errBadRequest("cannot rewrite the model: " + err.Error()))
+		}
+	}
+	if st.stream && !r.IncludeUsage && acceptsStreamOptions(st.api) {
+		// Ask the provider for the usage of the stream; the extra
+		// usage-only chunk is removed before it reaches the client, which
+		// did not ask.
+		if withUsage, err := usage.AddIncludeUsage(nb); err == nil {
+			nb = withUsage
+			st.addedUsage = true
+			// The chunk can only be removed from a body tollgate reads as sent.
+			m.setHeader("accept-encoding", "identity")
+		}
+	}
+	if st.downgradedFrom == "" && !st.addedUsage {
+		return cont
+	}
+	// Envoy keeps the content-length of a buffered body it replaces.
 	m.setHeader("content-length", strconv.Itoa(len(nb)))
-	// The chunk can only be removed from a body tollgate can read as sent.
-	m.setHeader("accept-encoding", "identity")
 	cr := cont.GetRequestBody()
 	cr.Response = &extprocv3.CommonResponse{
 		HeaderMutation: m.proto(),

@@ -26,10 +26,13 @@ type Policy struct {
 	bound map[string]*account
 	// routes are the scoped quotas, in config order.
 	routes []routeScope
+	// downgrade is the model a request without quota goes on with.
+	downgrade string
 }
 
 type routeScope struct {
 	name      string
+	downgrade string
 	scope     *limiter.Scope
 	def       *account
 	consumers map[string]*account
@@ -101,6 +104,9 @@ func Compile(c Config) (*Policy, error) {
 	if p.rejectedMsg == "" {
 		p.rejectedMsg = DefaultRejectedMsg
 	}
+	if c.Downgrade != nil {
+		p.downgrade = c.Downgrade.Model
+	}
 	if c.Default != nil {
 		p.def = newAccount(*c.Default, c.Weights)
 	}
@@ -112,7 +118,10 @@ func Compile(c Config) (*Policy, error) {
 		if err != nil {
 			return nil, err
 		}
-		r := routeScope{name: rc.Name, scope: sc, consumers: map[string]*account{}}
+		r := routeScope{name: rc.Name, scope: sc, consumers: map[string]*account{}, downgrade: p.downgrade}
+		if rc.Downgrade != nil {
+			r.downgrade = rc.Downgrade.Model
+		}
 		if rc.Default != nil {
 			r.def = newAccount(*rc.Default, c.Weights)
 		}
@@ -294,4 +303,18 @@ func (a *account) periodID(start time.Time) string {
 	default:
 		return start.Format("2006-01")
 	}
+}
+
+// DowngradeIn returns the model a request whose quota in scope is spent
+// goes on with, or "" to refuse it.
+func (p *Policy) DowngradeIn(scope string) string {
+	if p == nil {
+		return ""
+	}
+	for i := range p.routes {
+		if p.routes[i].name == scope {
+			return p.routes[i].downgrade
+		}
+	}
+	return p.downgrade
 }

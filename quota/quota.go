@@ -78,6 +78,11 @@ type Config struct {
 	// Routes give requests in a scope (a route, a path prefix, a host, a
 	// model) quotas of their own, separate from the unscoped one.
 	Routes []RouteConfig `yaml:"routes"`
+	// OnExceeded is "reject" (default) or "downgrade": a request that finds
+	// its quota spent goes on with Downgrade.Model, charged to that model's
+	// limits and balance; refused if those are spent too.
+	OnExceeded string             `yaml:"on_exceeded"`
+	Downgrade  *limiter.Downgrade `yaml:"downgrade"`
 }
 
 // RouteConfig is a quota scope: requests it matches are charged to
@@ -93,6 +98,8 @@ type RouteConfig struct {
 	Default *Allotment `yaml:"default"`
 	// Consumers maps consumer names to their allotments in this scope.
 	Consumers map[string]Allotment `yaml:"consumers"`
+	// Downgrade, when set, replaces the quota-wide one in this scope.
+	Downgrade *limiter.Downgrade `yaml:"downgrade"`
 }
 
 // Validate checks the config, naming the field path of each problem.
@@ -111,6 +118,18 @@ func (c *Config) Validate(path string) error {
 	for _, name := range sortedNames(c.Consumers) {
 		a := c.Consumers[name]
 		errs = append(errs, a.validate(fmt.Sprintf("%s.consumers.%s", path, name))...)
+	}
+	switch c.OnExceeded {
+	case "", "reject":
+	case "downgrade":
+		if c.Downgrade == nil {
+			errs = append(errs, fmt.Errorf("%s.on_exceeded: downgrade needs downgrade: {model: <cheaper model>}", path))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("%s.on_exceeded: %q is not reject or downgrade", path, c.OnExceeded))
+	}
+	if c.Downgrade != nil && c.Downgrade.Model == "" {
+		errs = append(errs, fmt.Errorf("%s.downgrade.model: must name the model to use instead", path))
 	}
 	names := map[string]bool{}
 	for i, r := range c.Routes {
