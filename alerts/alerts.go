@@ -460,8 +460,8 @@ func (a *Alerts) handle(j *job) {
 	body, err := json.Marshal(n)
 	if err != nil {
 		// Only a NaN rate could fail; nothing to send.
-		a.failed.Add(1)
 		a.log.Error("alerts: cannot encode notification", "type", j.typ, "consumer", j.consumer, "err", err)
+		a.failed.Add(1)
 		return
 	}
 	retries, err := a.deliver(a.ctx, &p.hook, n.ID, body)
@@ -470,18 +470,18 @@ func (a *Alerts) handle(j *job) {
 		a.sent.Add(1)
 		return
 	}
-	a.failed.Add(1)
 	a.log.Error("alerts: cannot deliver notification", "type", j.typ, "consumer", j.consumer,
 		"webhook", p.hook.host, "attempts", retries+1, "err", err)
-	if errors.Is(err, errRejected) {
-		// The webhook refuses it as it is: sending it again cannot help.
-		return
+	// The webhook refusing it as it is (4xx), sending it again cannot help;
+	// otherwise it is given back so that a later request can send it.
+	if !errors.Is(err, errRejected) {
+		a.release(key)
+		if j.typ == TypeQuotaThreshold {
+			a.reopen(j)
+		}
 	}
-	// Give the notification back so that a later request can send it.
-	a.release(key)
-	if j.typ == TypeQuotaThreshold {
-		a.reopen(j)
-	}
+	// Counted last, so that a caller seeing the count sees the outcome.
+	a.failed.Add(1)
 }
 
 // claim takes key in the Store, or, when the Store fails, in this
