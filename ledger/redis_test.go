@@ -69,18 +69,25 @@ func TestRoundTrips(t *testing.T) {
 			}
 			bal := &Balance{Key: "quota:{c:" + consumer + "}:none", Allotment: 1 << 40}
 			global := otherNodeTag(t, c, r.key(bal.Key))
+			own := consumerSlot(consumer, 1<<20, time.Minute)
+			shared := Slot{Key: "inflight:{" + global + "}", Max: 1 << 20, Lease: time.Minute, Rule: "global"}
+			full := Slot{Key: "inflight:{" + global + "}:full", Max: 0, Lease: time.Minute, Rule: "closed"}
 			tests := []struct {
-				name            string
-				windows         []Window
-				allowed         bool
-				reserve, settle int64
+				name                   string
+				windows                []Window
+				slots                  []Slot
+				allowed                bool
+				reserve, settle, renew int64
 			}{
-				{"one window", windows(1, "c:"+consumer, 1<<40), true, 1, 1},
-				{"six windows", windows(6, "c:"+consumer, 1<<40), true, 1, 1},
-				{"two tag groups", append(windows(3, "c:"+consumer, 1<<40), windows(3, global, 1<<40)...), true, 1, 1},
+				{"one window", windows(1, "c:"+consumer, 1<<40), nil, true, 1, 1, 0},
+				{"six windows", windows(6, "c:"+consumer, 1<<40), nil, true, 1, 1, 0},
+				{"two tag groups", append(windows(3, "c:"+consumer, 1<<40), windows(3, global, 1<<40)...), nil, true, 1, 1, 0},
 				// Only a refusal by one group while the other admitted costs
 				// the second round trip, to release the admitted one.
-				{"two tag groups, one refusing", append(windows(3, "c:"+consumer, 1<<40), windows(1, "g2:"+consumer, 5)...), false, 2, 0},
+				{"two tag groups, one refusing", append(windows(3, "c:"+consumer, 1<<40), windows(1, "g2:"+consumer, 5)...), nil, false, 2, 0, 0},
+				{"windows, balance and a slot", windows(3, "c:"+consumer, 1<<40), []Slot{own}, true, 1, 1, 1},
+				{"slots in two tag groups", append(windows(3, "c:"+consumer, 1<<40), windows(3, global, 1<<40)...), []Slot{own, shared}, true, 1, 1, 1},
+				{"a slot refusing in another tag group", windows(3, "c:"+consumer, 1<<40), []Slot{own, full}, false, 2, 0, 0},
 			}
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
@@ -89,7 +96,7 @@ func TestRoundTrips(t *testing.T) {
 						t.Fatal(err)
 					}
 					n.Reset()
-					res := &Reservation{ID: uniqueName("r"), Windows: tc.windows, Balance: bal, Input: 10, Output: 10}
+					res := &Reservation{ID: uniqueName("r"), Windows: tc.windows, Balance: bal, Slots: tc.slots, Input: 10, Output: 10}
 					d := reserve(t, r, res)
 					if d.Allowed != tc.allowed {
 						t.Fatalf("Allowed = %v, want %v", d.Allowed, tc.allowed)
@@ -99,6 +106,13 @@ func TestRoundTrips(t *testing.T) {
 					}
 					if !d.Allowed {
 						return
+					}
+					n.Reset()
+					if err := r.Renew(ctxT(t), res, d.Hold); err != nil {
+						t.Fatalf("Renew: %v", err)
+					}
+					if got := n.RoundTrips(); got != tc.renew {
+						t.Fatalf("Renew took %d round trips, want %d", got, tc.renew)
 					}
 					n.Reset()
 					settle(t, r, &Settlement{ID: res.ID, Consumer: consumer, Model: "m", Day: "2026-05-01", Reservation: res, Hold: d.Hold, Usage: usage.Usage{Input: 10, Output: 5}})
