@@ -61,3 +61,17 @@ func BenchmarkHealth(b *testing.B) {
 		_ = s.Health()
 	}
 }
+
+// BenchmarkAllowDoneSlowCall has slow_call on, which reads the clock in
+// Allow too.
+func BenchmarkAllowDoneSlowCall(b *testing.B) {
+	cfg := DefaultConfig()
+	cfg.SlowCall = Duration(30 * time.Second)
+	s := New(cfg, Options{})
+	s.Track("openai")
+	b.ReportAllocs()
+	for b.Loop() {
+		p, _ := s.Allow("openai")
+		p.Done(200, 300*time.Millisecond, false)
+	}
+}

@@ -177,6 +177,7 @@ func (s *Set) circuit(name string) *circuit {
 	}
 	st := s.cfg.Load().forProvider(name)
 	c := &circuit{set: s, name: name, cfg: st, since: s.now(), win: newWindow(st.window)}
+	c.timed.Store(st.slowCall > 0)
 	m := make(map[string]*circuit, len(old)+1)
 	for k, v := range old {
 		m[k] = v
@@ -197,13 +198,19 @@ func (s *Set) Allow(provider string) (Permit, Verdict) {
 	if c == nil {
 		return Permit{}, Verdict{}
 	}
-	now := s.now()
 	// A closed breaker is the common case and needs no lock: the word
 	// holds the state and its generation, which the permit carries so that
-	// an outcome from before a state change is not judged after it.
+	// an outcome from before a state change is not judged after it. The
+	// clock is read only when a cancelled call may count as slow, since
+	// reading it costs more than the rest.
 	if w := c.word.Load(); State(w&stateMask) == Closed {
-		return Permit{c: c, gen: w >> stateBits, start: now}, Verdict{}
+		p := Permit{c: c, gen: w >> stateBits}
+		if c.timed.Load() {
+			p.start, p.timed = s.now(), true
+		}
+		return p, Verdict{}
 	}
+	now := s.now()
 	c.mu.Lock()
 	from := c.state
 	p, v := c.allow(now)
@@ -253,7 +260,8 @@ func (s *Set) States() iter.Seq2[string, State] {
 type Permit struct {
 	c     *circuit
 	gen   uint64
-	start time.Duration
+	start time.Duration // when Allow let the call through, if timed
+	timed bool
 	probe uint8 // the probe's ticket + 1; 0 for a call that is no probe
 }
 
@@ -313,6 +321,8 @@ type circuit struct {
 
 	// word is gen<<stateBits | state, written under mu, read without it.
 	word atomic.Uint64
+	// timed is set while slow_call is on: permits then need their start.
+	timed atomic.Bool
 
 	mu        sync.Mutex
 	cfg       *settings
@@ -381,7 +391,7 @@ func (c *circuit) allow(now time.Duration) (Permit, Verdict) {
 	}
 	switch c.state {
 	case Closed:
-		return Permit{c: c, gen: c.gen, start: now}, Verdict{}
+		return Permit{c: c, gen: c.gen, start: now, timed: true}, Verdict{}
 	case HalfOpen:
 		for out := c.probes; out != 0; out &= out - 1 {
 			t := bits.TrailingZeros64(out)
@@ -394,7 +404,7 @@ func (c *circuit) allow(now time.Duration) (Permit, Verdict) {
 			t := bits.TrailingZeros64(^c.probes)
 			c.probes |= 1 << t
 			c.probeAt[t] = now
-			return Permit{c: c, gen: c.gen, start: now, probe: uint8(t + 1)}, Verdict{Decision: Probe}
+			return Permit{c: c, gen: c.gen, start: now, timed: true, probe: uint8(t + 1)}, Verdict{Decision: Probe}
 		}
 	}
 	return c.reject(now)
@@ -418,7 +428,7 @@ func (c *circuit) done(p *Permit, now time.Duration, status int, latency time.Du
 
 func (c *circuit) cancel(p *Permit, now time.Duration) {
 	waited := now - p.start
-	if c.cfg.slowCall > 0 && waited > c.cfg.slowCall {
+	if p.timed && c.cfg.slowCall > 0 && waited > c.cfg.slowCall {
 		c.record(now, classNone, true, true, waited)
 		c.judge(p, now, true)
 		return
@@ -490,6 +500,7 @@ func (c *circuit) reconfigure(s *settings, now time.Duration) (from, to State) {
 		c.win = newWindow(s.window)
 	}
 	c.cfg = s
+	c.timed.Store(s.slowCall > 0)
 	if s.disabled && c.state != Closed {
 		c.close(now)
 	}

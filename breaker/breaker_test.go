@@ -444,3 +444,21 @@ func TestNilSetAndUnknownProviders(t *testing.T) {
 		t.Fatalf("States yielded %d providers, want 2", n)
 	}
 }
+
+// A call let through before slow_call was turned on has no start time, so
+// its cancellation cannot be judged slow.
+func TestSlowCallTurnedOnMidCall(t *testing.T) {
+	s, clk := testSet(t, func(c *Config) { c.MinRequests = 1 })
+	p, _ := s.Allow("p")
+	cfg := DefaultConfig()
+	cfg.MinRequests = 1
+	cfg.SlowCall = Duration(time.Second)
+	s.Reconfigure(cfg)
+	clk.Advance(time.Minute)
+	p.Cancel()
+	wantState(t, s, "p", Closed)
+	p, _ = s.Allow("p")
+	clk.Advance(time.Minute)
+	p.Cancel()
+	wantState(t, s, "p", Open)
+}
