@@ -163,7 +163,10 @@ func acceptsGzip(h http.Header) bool {
 // TestClientCancelsMidStream cancels a slow stream after a few chunks. The
 // client goes away; Envoy cancels the ext_proc stream without an
 // end_of_stream; tollgate must charge what was streamed up to there — its
-// own count of the text the provider had sent — and nothing more.
+// own count of the text the provider had sent — and nothing more. The
+// chunks are far enough apart (250 ms) for the cancel to reach the provider
+// before it writes another one, which Envoy, its downstream gone, would
+// never pass to tollgate.
 func TestClientCancelsMidStream(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, baseConfig(memoryStore, ""))
@@ -172,7 +175,7 @@ func TestClientCancelsMidStream(t *testing.T) {
 	defer cancel()
 	const total, readBefore = 200, 10
 	st := c.Chat.Completions.NewStreaming(ctx, userChat("gpt-4o-mini", "Count slowly to two hundred."),
-		plan("chunks", fmt.Sprint(total), "delay", "50ms", "content", `"step "`)...)
+		plan("chunks", fmt.Sprint(total), "delay", "250ms", "content", `"step "`)...)
 	var got int
 	for got < readBefore && st.Next() {
 		for _, ch := range st.Current().Choices {

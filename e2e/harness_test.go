@@ -17,6 +17,10 @@ import (
 	"testing"
 	"time"
 
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/tollgate-ai/tollgate/e2e/envoyemu"
 	"github.com/tollgate-ai/tollgate/e2e/fakellm"
 	"github.com/tollgate-ai/tollgate/internal/app"
@@ -230,11 +234,24 @@ type envoy struct {
 
 func startEnvoy(t *testing.T, name, extProcAddr string, up *upstream) *envoy {
 	t.Helper()
+	return startEnvoyWith(t, name, extProcAddr, up, 0)
+}
+
+// startEnvoyWith is startEnvoy with the filter's message_timeout replaced
+// when messageTimeout is not zero.
+func startEnvoyWith(t *testing.T, name, extProcAddr string, up *upstream, messageTimeout time.Duration) *envoy {
+	t.Helper()
 	log := newLog(t, name)
 	cfg := shippedEnvoyConfig(t)
+	filter := cfg.Filter
+	if messageTimeout != 0 {
+		filter = proto.Clone(filter).(*extprocv3.ExternalProcessor)
+		filter.MessageTimeout = durationpb.New(messageTimeout)
+		filter.MaxMessageTimeout = durationpb.New(messageTimeout)
+	}
 	e := &envoy{}
 	proxy, err := envoyemu.New(envoyemu.Options{
-		Filter:          cfg.Filter,
+		Filter:          filter,
 		ExtProcAddr:     extProcAddr,
 		Upstream:        up.URL,
 		Routes:          cfg.Routes,
