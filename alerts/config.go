@@ -158,13 +158,18 @@ func (c *Config) Validate(path string) error {
 		o := c.Consumers[name]
 		errs = append(errs, o.validate(at, base)...)
 		// The consumer's tier is known only per request: the override must
-		// make sense over every tier it may belong to.
+		// make sense over every tier it may belong to. Problems of the
+		// tier's or the consumer's own are reported above, once.
+		if o.Anomaly == nil || o.Anomaly.over(base).windowsError() != nil {
+			continue
+		}
 		for _, tn := range sortedKeys(c.Tiers) {
-			if t := c.Tiers[tn].Anomaly; t != nil && o.Anomaly != nil {
-				merged := o.Anomaly.over(t.over(base))
-				if err := merged.windowsError(); err != nil {
-					errs = append(errs, fmt.Errorf("%s.anomaly: over tier %s: %w", at, tn, err))
-				}
+			t := c.Tiers[tn].Anomaly
+			if t == nil || t.over(base).windowsError() != nil {
+				continue
+			}
+			if err := o.Anomaly.over(t.over(base)).windowsError(); err != nil {
+				errs = append(errs, fmt.Errorf("%s.anomaly: over tier %s: %w", at, tn, err))
 			}
 		}
 	}
