@@ -159,3 +159,29 @@ func TestDurationYAML(t *testing.T) {
 		})
 	}
 }
+
+// Whatever a config file says, reading a duration fails cleanly or gives a
+// value that is written back and read again unchanged.
+func FuzzDurationYAML(f *testing.F) {
+	for _, s := range []string{"30s", "0", "0.0", "1h2m3.5s", "-5m", "30", "[1]", "{a: b}", `"0"`, "1e400", "!!int 7", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var v struct {
+			D Duration `yaml:"d"`
+		}
+		if err := yaml.Unmarshal([]byte("d: "+s), &v); err != nil {
+			return
+		}
+		out, err := yaml.Marshal(v)
+		if err != nil {
+			t.Fatalf("marshal %v: %v", v.D, err)
+		}
+		var back struct {
+			D Duration `yaml:"d"`
+		}
+		if err := yaml.Unmarshal(out, &back); err != nil || back.D != v.D {
+			t.Fatalf("%q read as %v, written %q, read back %v (%v)", s, v.D, out, back.D, err)
+		}
+	})
+}
