@@ -79,9 +79,10 @@ type Observation struct {
 	// QuotaResetsAt, when set, is the end of the period: the dedup keys
 	// live until a while after it. Otherwise they live 40 days.
 	QuotaResetsAt time.Time
-	// QuotaModel is set when the balance is per model: thresholds then
-	// count per consumer, model and period.
-	QuotaModel string
+	// QuotaScope and QuotaModel tell a consumer's balances apart when it
+	// has several in a period: the route scope of a scoped quota, the model
+	// of a per-model one. Thresholds count per consumer and balance.
+	QuotaScope, QuotaModel string
 	// At is when the request was settled; default Options.Clock().
 	At time.Time
 }
@@ -150,11 +151,11 @@ type Alerts struct {
 // job is one notification waiting for a worker; passed by value so that
 // queueing it allocates nothing.
 type job struct {
-	typ        string
-	consumer   string
-	tier       string
-	model      string
-	period     string
+	typ      string
+	consumer string
+	tier     string
+	// bal is the balance of a quota_threshold.
+	bal        balance
 	threshold  float64
 	index      int // of the threshold, to reopen it after a failure
 	used       int64
@@ -265,11 +266,11 @@ func (a *Alerts) Observe(o Observation) {
 // judgeQuota queues each threshold the balance crossed that this replica
 // has not queued yet in this period.
 func (a *Alerts) judgeQuota(st *state, o *Observation, at time.Time) {
-	period := o.QuotaPeriod
-	if period == "" {
-		period = "none"
+	bal := balance{period: o.QuotaPeriod, scope: o.QuotaScope, model: o.QuotaModel}
+	if bal.period == "" {
+		bal.period = "none"
 	}
-	m := st.markFor(period, o.QuotaModel)
+	m := st.markFor(bal)
 	ts := st.rule.thresholds
 	if m.handled >= len(ts) || at.UnixNano() < m.retryAt {
 		return
@@ -284,8 +285,7 @@ func (a *Alerts) judgeQuota(st *state, o *Observation, at time.Time) {
 			typ:       TypeQuotaThreshold,
 			consumer:  o.Consumer,
 			tier:      o.Tier,
-			model:     o.QuotaModel,
-			period:    period,
+			bal:       bal,
 			threshold: ts[m.handled],
 			index:     m.handled,
 			used:      used,
@@ -438,9 +438,12 @@ func (a *Alerts) key(j *job) string {
 	if j.typ == TypeTokenAnomaly {
 		return k + ":anomaly"
 	}
-	k += ":" + j.period
-	if j.model != "" {
-		k += ":m:" + j.model
+	k += ":" + j.bal.period
+	if j.bal.scope != "" {
+		k += ":r:" + j.bal.scope
+	}
+	if j.bal.model != "" {
+		k += ":m:" + j.bal.model
 	}
 	return k + ":" + strconv.FormatFloat(j.threshold, 'g', -1, 64)
 }
@@ -519,7 +522,7 @@ func (a *Alerts) reopen(j *job) {
 	}
 	for i := range st.marks {
 		m := &st.marks[i]
-		if m.inUse && m.period == j.period && m.model == j.model && m.handled > j.index {
+		if m.inUse && m.bal == j.bal && m.handled > j.index {
 			m.handled = j.index
 			m.retryAt = a.clock().Add(retryCrossingAfter).UnixNano()
 		}
@@ -537,7 +540,7 @@ func (j *job) notification(key string) *Notification {
 	}
 	switch j.typ {
 	case TypeQuotaThreshold:
-		n.Model, n.Period = j.model, j.period
+		n.Period, n.Scope, n.Model = j.bal.period, j.bal.scope, j.bal.model
 		n.Used, n.Allotment = &j.used, &j.allotment
 	case TypeTokenAnomaly:
 		n.ID = key + ":" + strconv.FormatInt(j.at.UnixMilli(), 10)

@@ -56,7 +56,7 @@ type attempt struct {
 	status int
 }
 
-func newHookServer(t *testing.T) *hookServer {
+func newHookServer(t testing.TB) *hookServer {
 	t.Helper()
 	h := &hookServer{}
 	h.Server = httptest.NewServer(http.HandlerFunc(h.serve))

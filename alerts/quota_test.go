@@ -173,6 +173,9 @@ func TestQuotaThresholdsEdgeCases(t *testing.T) {
 		// Per-model balances count apart.
 		{Consumer: "pm", HasQuota: true, QuotaAllotment: 1000, QuotaRemaining: 100, QuotaPeriod: "2026-11", QuotaModel: "gpt-4o"},
 		{Consumer: "pm", HasQuota: true, QuotaAllotment: 1000, QuotaRemaining: 150, QuotaPeriod: "2026-11", QuotaModel: "gpt-4o-mini"},
+		// So do route-scoped balances.
+		{Consumer: "sc", HasQuota: true, QuotaAllotment: 1000, QuotaRemaining: 0, QuotaPeriod: "2026-11", QuotaScope: "chat"},
+		{Consumer: "sc", HasQuota: true, QuotaAllotment: 1000, QuotaRemaining: 100, QuotaPeriod: "2026-11", QuotaScope: "embeddings", QuotaModel: "e3"},
 		// Spent past zero (usage beyond the reservation): still 100% once.
 		{Consumer: "over", HasQuota: true, QuotaAllotment: 1000, QuotaRemaining: -30, QuotaPeriod: "2026-W45"},
 		{Consumer: "over", HasQuota: true, QuotaAllotment: 1000, QuotaRemaining: -60, QuotaPeriod: "2026-W45"},
@@ -188,15 +191,18 @@ func TestQuotaThresholdsEdgeCases(t *testing.T) {
 		a.Observe(o)
 	}
 	drain(t, a)
-	got := countBy(h.delivered(), func(n Notification) [4]any { return [4]any{n.Consumer, n.Model, n.Period, n.Threshold} })
-	want := map[[4]any]int{
-		{"jump", "", "2026-11", 0.8}:          1,
-		{"jump", "", "2026-11", 1.0}:          1,
-		{"pm", "gpt-4o", "2026-11", 0.8}:      1,
-		{"pm", "gpt-4o-mini", "2026-11", 0.8}: 1,
-		{"over", "", "2026-W45", 0.8}:         1,
-		{"over", "", "2026-W45", 1.0}:         1,
-		{"noperiod", "", "none", 0.8}:         1,
+	got := countBy(h.delivered(), func(n Notification) [5]any { return [5]any{n.Consumer, n.Scope, n.Model, n.Period, n.Threshold} })
+	want := map[[5]any]int{
+		{"jump", "", "", "2026-11", 0.8}:           1,
+		{"jump", "", "", "2026-11", 1.0}:           1,
+		{"pm", "", "gpt-4o", "2026-11", 0.8}:       1,
+		{"pm", "", "gpt-4o-mini", "2026-11", 0.8}:  1,
+		{"sc", "chat", "", "2026-11", 0.8}:         1,
+		{"sc", "chat", "", "2026-11", 1.0}:         1,
+		{"sc", "embeddings", "e3", "2026-11", 0.8}: 1,
+		{"over", "", "", "2026-W45", 0.8}:          1,
+		{"over", "", "", "2026-W45", 1.0}:          1,
+		{"noperiod", "", "", "none", 0.8}:          1,
 	}
 	if !mapsEqual(got, want) {
 		t.Errorf("notified %v\nwant %v", got, want)

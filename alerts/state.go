@@ -18,9 +18,9 @@ const numShards = 32
 // a shard is full: an approximation of least recently seen that costs O(1).
 const evictSample = 8
 
-// markSlots is how many quota balances (period × model) of one consumer
-// are remembered at once; a consumer with per-model balances that uses
-// more models in a period only costs extra claims in the Store.
+// markSlots is how many quota balances of one consumer are remembered at
+// once; a consumer with per-model balances that uses more models in a
+// period only costs extra claims in the Store.
 const markSlots = 4
 
 // state is what one replica knows of one consumer.
@@ -42,8 +42,8 @@ type state struct {
 // mark remembers the thresholds of one balance already handed to the
 // queue, so that each is queued once per replica, not once per request.
 type mark struct {
-	inUse         bool
-	period, model string
+	inUse bool
+	bal   balance
 	// handled is the number of thresholds (in ascending order) queued.
 	handled int
 	// retryAt, after a failed delivery, holds the next attempt back until
@@ -230,15 +230,20 @@ func (t *table) size() int {
 
 // markFor returns the mark of a balance, replacing the oldest slot when
 // the balance is new to this state.
-func (st *state) markFor(period, model string) *mark {
+func (st *state) markFor(b balance) *mark {
 	for i := range st.marks {
 		m := &st.marks[i]
-		if m.inUse && m.period == period && m.model == model {
+		if m.inUse && m.bal == b {
 			return m
 		}
 	}
 	m := &st.marks[st.nextMark]
 	st.nextMark = (st.nextMark + 1) % markSlots
-	*m = mark{inUse: true, period: period, model: model}
+	*m = mark{inUse: true, bal: b}
 	return m
+}
+
+// balance identifies one quota balance of a consumer.
+type balance struct {
+	period, scope, model string
 }

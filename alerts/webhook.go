@@ -31,7 +31,10 @@ type Notification struct {
 	// Consumer is the consumer's name; Tier its tier, absent when none.
 	Consumer string `json:"consumer"`
 	Tier     string `json:"tier,omitempty"`
-	// Model is set for a quota_threshold of a per-model balance.
+	// Scope and Model tell apart the balances of a consumer that has
+	// several (quota_threshold): the route scope of a scoped quota, the
+	// model of a per-model one.
+	Scope string `json:"scope,omitempty"`
 	Model string `json:"model,omitempty"`
 	// Threshold is the configured value crossed: the fraction of the
 	// allotment used (quota_threshold), or the multiple of the baseline
