@@ -16,7 +16,8 @@ import (
 
 // BenchmarkReserveSettle measures one request's ledger work, an admission
 // and its settlement, with 1 and 6 windows in the consumer's hash tag and a
-// balance, against the memory store and a loopback redis-server.
+// balance, with and without a concurrency slot, against the memory store
+// and a loopback redis-server.
 func BenchmarkReserveSettle(b *testing.B) {
 	srv := redistest.Start(b)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
@@ -37,7 +38,17 @@ func BenchmarkReserveSettle(b *testing.B) {
 	}
 	sizes := []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour, time.Minute, time.Hour}
 	for _, st := range stores {
-		for _, nw := range []int{1, 6} {
+		for _, shape := range []struct {
+			nw   int
+			slot bool
+		}{{1, false}, {6, false}, {1, true}, {6, true}} {
+			nw := shape.nw
+			var slots []Slot
+			name := fmt.Sprintf("%s/windows=%d", st.name, nw)
+			if shape.slot {
+				slots = []Slot{consumerSlot("bench", 1<<40, time.Minute)}
+				name += "+slot"
+			}
 			var ws []Window
 			for i := range nw {
 				ws = append(ws, tokensWindow(fmt.Sprintf("rl:{c:bench}:%d", i), 1<<50, sizes[i]))
@@ -45,8 +56,10 @@ func BenchmarkReserveSettle(b *testing.B) {
 			bal := &Balance{Key: "quota:{c:bench}:none", Allotment: 1 << 50}
 			var seq atomic.Int64
 			run := func(b *testing.B, ctx context.Context) {
-				id := "b" + strconv.FormatInt(seq.Add(1), 10)
-				res := &Reservation{ID: id, Windows: ws, Balance: bal, Input: 100, Output: 200}
+				// Ids are unique across sub-benchmarks sharing a store: one
+				// already settled would make Settle a no-op.
+				id := name + ":" + strconv.FormatInt(seq.Add(1), 10)
+				res := &Reservation{ID: id, Windows: ws, Balance: bal, Slots: slots, Input: 100, Output: 200}
 				d, err := st.s.Reserve(ctx, res)
 				if err != nil || !d.Allowed {
 					b.Fatalf("Reserve: %+v, %v", d, err)
@@ -56,14 +69,14 @@ func BenchmarkReserveSettle(b *testing.B) {
 					b.Fatalf("Settle: %v", err)
 				}
 			}
-			b.Run(fmt.Sprintf("%s/windows=%d", st.name, nw), func(b *testing.B) {
+			b.Run(name, func(b *testing.B) {
 				ctx := context.Background()
 				b.ReportAllocs()
 				for b.Loop() {
 					run(b, ctx)
 				}
 			})
-			b.Run(fmt.Sprintf("%s/windows=%d/parallel", st.name, nw), func(b *testing.B) {
+			b.Run(name+"/parallel", func(b *testing.B) {
 				ctx := context.Background()
 				b.ReportAllocs()
 				b.RunParallel(func(pb *testing.PB) {
@@ -72,6 +85,33 @@ func BenchmarkReserveSettle(b *testing.B) {
 					}
 				})
 			})
+		}
+	}
+}
+
+// BenchmarkRenew measures the renewal a long stream makes every Lease/3,
+// against a loopback redis-server.
+func BenchmarkRenew(b *testing.B) {
+	srv := redistest.Start(b)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	b.Cleanup(func() { _ = client.Close() })
+	rs, err := NewRedis(RedisOptions{Client: client, KeyPrefix: "bench:"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := rs.LoadScripts(ctx); err != nil {
+		b.Fatal(err)
+	}
+	res := &Reservation{ID: "long", Slots: []Slot{consumerSlot("bench", 1000, time.Minute)}}
+	d, err := rs.Reserve(ctx, res)
+	if err != nil || !d.Allowed {
+		b.Fatalf("Reserve: %+v, %v", d, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := rs.Renew(ctx, res, d.Hold); err != nil {
+			b.Fatalf("Renew: %v", err)
 		}
 	}
 }

@@ -59,6 +59,10 @@ func leaseLost(id string, lost []string) error {
 type memSlot struct {
 	leases  map[string]int64 // reservation ID → lease expiry, µs
 	expires int64            // the latest lease expiry: the slot is empty after it
+	// next is at most the earliest lease expiry, so that admissions scan
+	// the leases for expired ones only once one may have expired: about
+	// once per Lease while requests end before their lease does.
+	next int64
 }
 
 // slot returns the slot at key with its expired leases dropped, creating
@@ -66,13 +70,19 @@ type memSlot struct {
 func (m *Memory) slot(key string, now int64) *memSlot {
 	ms := m.slots[key]
 	if ms == nil {
-		ms = &memSlot{leases: map[string]int64{}, expires: now}
+		ms = &memSlot{leases: map[string]int64{}, expires: now, next: now}
 		m.slots[key] = ms
 		return ms
 	}
+	if now < ms.next {
+		return ms
+	}
+	ms.next = ms.expires
 	for id, exp := range ms.leases {
 		if exp <= now {
 			delete(ms.leases, id)
+		} else {
+			ms.next = min(ms.next, exp)
 		}
 	}
 	return ms
@@ -80,8 +90,12 @@ func (m *Memory) slot(key string, now int64) *memSlot {
 
 // take gives id a lease until exp.
 func (ms *memSlot) take(id string, exp int64) {
+	if len(ms.leases) == 0 {
+		ms.next = exp
+	}
 	ms.leases[id] = exp
 	ms.expires = max(ms.expires, exp)
+	ms.next = min(ms.next, exp)
 }
 
 // Renew implements [Store].
