@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -72,8 +73,14 @@ func BenchmarkReserveSettle(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				ctx := context.Background()
 				b.ReportAllocs()
+				before := scriptMicros(b, client)
 				for b.Loop() {
 					run(b, ctx)
+				}
+				if st.name == "redis" {
+					// Redis's own time in the scripts: what one request costs
+					// the shared server, apart from the client's scheduling.
+					b.ReportMetric(float64(scriptMicros(b, client)-before)/float64(b.N), "redis-µs/op")
 				}
 			})
 			b.Run(name+"/parallel", func(b *testing.B) {
@@ -109,9 +116,38 @@ func BenchmarkRenew(b *testing.B) {
 		b.Fatalf("Reserve: %+v, %v", d, err)
 	}
 	b.ReportAllocs()
+	before := scriptMicros(b, client)
 	for b.Loop() {
 		if err := rs.Renew(ctx, res, d.Hold); err != nil {
 			b.Fatalf("Renew: %v", err)
 		}
 	}
+	b.ReportMetric(float64(scriptMicros(b, client)-before)/float64(b.N), "redis-µs/op")
+}
+
+// scriptMicros returns the microseconds the server has spent running
+// scripts (EVALSHA and EVAL), from INFO commandstats.
+func scriptMicros(b *testing.B, c *redis.Client) int64 {
+	b.Helper()
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatalf("INFO commandstats: %v", err)
+	}
+	var total int64
+	for line := range strings.SplitSeq(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "cmdstat_evalsha" && name != "cmdstat_eval") {
+			continue
+		}
+		for kv := range strings.SplitSeq(stats, ",") {
+			if v, ok := strings.CutPrefix(kv, "usec="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					b.Fatalf("INFO commandstats %s: %v", line, err)
+				}
+				total += n
+			}
+		}
+	}
+	return total
 }
