@@ -111,7 +111,7 @@ func (s *Store) sealKeys(rec *ProviderRecord, old []ProviderKeyRecord, plain []s
 	}
 	var ops []op
 	kept := map[string]bool{}
-	for _, p := range plain {
+	for i, p := range plain {
 		var k ProviderKeyRecord
 		for _, o := range old {
 			if v, err := seal.open(o.Provider, o.ID, o.Sealed); err == nil && sameSecret(v, p) {
@@ -127,12 +127,16 @@ func (s *Store) sealKeys(rec *ProviderRecord, old []ProviderKeyRecord, plain []s
 			if k.Sealed, err = seal.seal(rec.Name, k.ID, p); err != nil {
 				return nil, err
 			}
-			o, err := setOp(hProviderKeys, providerKeyField(rec.Name, k.ID), k)
-			if err != nil {
-				return nil, err
-			}
-			ops = append(ops, o)
+		} else if k.Seq == i {
+			rec.Keys = append(rec.Keys, k)
+			continue
 		}
+		k.Seq = i
+		o, err := setOp(hProviderKeys, providerKeyField(rec.Name, k.ID), k)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, o)
 		rec.Keys = append(rec.Keys, k)
 	}
 	for _, o := range old {
@@ -262,6 +266,9 @@ func (s *Store) AddProviderKey(ctx context.Context, base Base, name, key string)
 			}
 		}
 		k := ProviderKeyRecord{Provider: name, Hint: hint(key), CreatedAt: now.UTC()}
+		for _, o := range p.rec.Keys {
+			k.Seq = max(k.Seq, o.Seq+1)
+		}
 		if k.ID, err = newID("pk_"); err != nil {
 			return nil, err
 		}

@@ -150,6 +150,8 @@ type ProviderKeyRecord struct {
 	Provider  string    `json:"provider"`
 	Hint      string    `json:"hint"`
 	CreatedAt time.Time `json:"created_at"`
+	// Seq orders the provider's keys: they are used in this order.
+	Seq int `json:"seq"`
 	// Sealed is the key encrypted with the operator's key.
 	Sealed string `json:"sealed"`
 	// Secret is the key in the clear, in memory only: set in snapshots
@@ -262,6 +264,9 @@ func snapshotOf(r *raw, seal *sealer, decrypt bool) (*Snapshot, error) {
 	s.Providers = decodeHash(r, hProviders, func(p *ProviderRecord) string { return p.Name }, warn)
 	keys := decodeHash(r, hProviderKeys, func(k *ProviderKeyRecord) string { return providerKeyField(k.Provider, k.ID) }, warn)
 	slices.SortFunc(keys, func(a, b ProviderKeyRecord) int {
+		if a.Seq != b.Seq {
+			return a.Seq - b.Seq
+		}
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
 			return c
 		}
