@@ -29,6 +29,7 @@ demo: ## Try tollgate by hand: an emulated Envoy on :8080, tollgate and a fake L
 deps: ## Install what the tests need (redis-server; promtool when available).
 	@scripts/need.sh redis-server redis-server
 	@scripts/need.sh promtool prometheus optional
+	@scripts/need.sh chromium chromium
 
 .PHONY: test
 test: deps ## Vet, then run every test (unit tests with -race, Redis tests, e2e).

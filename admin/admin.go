@@ -1,15 +1,17 @@
 // Package admin serves tollgate's admin HTTP port: liveness and readiness
-// probes, Prometheus metrics, and the operator API behind a bearer token.
+// probes, Prometheus metrics, the operator API behind the admin token, and
+// the web console, whose login turns the token into a session cookie.
 package admin
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/tollgate-ai/tollgate/console"
 	"github.com/tollgate-ai/tollgate/consumer"
 )
 
@@ -18,17 +20,30 @@ type Config struct {
 	// Token is the bearer token of the admin API: "sha256:<hex>",
 	// "env:VAR" or plain (hashed at load). Without it the API answers 403.
 	Token string `yaml:"token"`
+	// SessionSecret, optional ("env:VAR" recommended), is mixed into the
+	// key that signs console sessions. Without it the key derives from the
+	// token's hash alone, so whoever can read a "sha256:" token in the
+	// config could mint a session; with it they also need this secret.
+	// Every replica must share it.
+	SessionSecret string `yaml:"session_secret"`
 }
 
 // Validate checks c, naming the field path of each problem.
 func (c *Config) Validate(path string, getenv func(string) string) error {
-	if c.Token == "" {
-		return nil
+	var errs []error
+	if c.Token != "" {
+		if _, err := consumer.ParseSecret(c.Token, getenv); err != nil {
+			errs = append(errs, fmt.Errorf("%s.token: %w", path, err))
+		}
 	}
-	if _, err := consumer.ParseSecret(c.Token, getenv); err != nil {
-		return fmt.Errorf("%s.token: %w", path, err)
+	if c.SessionSecret != "" {
+		if _, err := consumer.ParseSecret(c.SessionSecret, getenv); err != nil {
+			errs = append(errs, fmt.Errorf("%s.session_secret: %w", path, err))
+		} else if c.Token == "" {
+			errs = append(errs, fmt.Errorf("%s.session_secret: set without admin.token, it has nothing to sign", path))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Options build the admin handler.
@@ -40,8 +55,11 @@ type Options struct {
 	Ready func(context.Context) error
 	// Metrics, when set, serves /metrics.
 	Metrics http.Handler
-	// API serves the operator endpoints (/v1/...), behind the token.
+	// API serves the operator endpoints (/v1/...), behind the token or a
+	// console session.
 	API http.Handler
+	// Clock returns the current time (session expiry); default time.Now.
+	Clock func() time.Time
 }
 
 // New returns the admin handler.
@@ -53,6 +71,24 @@ func New(o Options) (http.Handler, error) {
 			return nil, fmt.Errorf("admin.token: %w", err)
 		}
 		token = &h
+	}
+	var secret *consumer.Hash
+	if o.Config.SessionSecret != "" {
+		h, err := consumer.ParseSecret(o.Config.SessionSecret, o.Getenv)
+		if err != nil {
+			return nil, fmt.Errorf("admin.session_secret: %w", err)
+		}
+		secret = &h
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	var sess *sessions
+	if token != nil {
+		sess = newSessions(*token, secret, o.Clock)
+	} else {
+		// Nothing can log in; the handlers answer 403 before using it.
+		sess = newSessions(consumer.Hash{}, nil, o.Clock)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -76,8 +112,13 @@ func New(o Options) (http.Handler, error) {
 		mux.Handle("GET /metrics", o.Metrics)
 	}
 	if o.API != nil {
-		mux.Handle("/v1/", RequireToken(token, o.API))
+		mux.Handle("/v1/", requireAdmin(token, sess, o.API))
 	}
+	mux.Handle("GET /console/", console.Handler())
+	mux.Handle("GET /console", http.RedirectHandler("/console/", http.StatusMovedPermanently))
+	mux.HandleFunc("POST /console/login", sess.login(token))
+	mux.HandleFunc("POST /console/logout", sess.logout)
+	mux.HandleFunc("GET /console/session", sess.current(token))
 	return mux, nil
 }
 
@@ -113,7 +154,5 @@ func bearer(v string) (string, bool) {
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"message": msg, "type": "invalid_request_error"}})
+	writeJSON(w, status, map[string]any{"error": map[string]string{"message": msg, "type": "invalid_request_error"}})
 }
