@@ -213,7 +213,9 @@ type Reservation struct {
 	// Output is the number of completion tokens reserved.
 	Output int64 `json:"output"`
 	// Slots are the concurrency limits the request holds a lease on from
-	// admission to settlement. The lease is keyed by ID.
+	// admission to settlement. The lease is named by ID: an ID admitted
+	// again while it holds a lease keeps that one lease, and a refusal of
+	// the second admission may release it, so a new request needs a new ID.
 	Slots []Slot `json:"slots,omitempty"`
 }
 

@@ -278,7 +278,7 @@ func (m *Memory) Settle(_ context.Context, s *Settlement) error {
 		}
 		for i := range r.Slots {
 			if ms := m.slots[r.Slots[i].Key]; ms != nil {
-				delete(ms.leases, s.ID)
+				delete(ms.leases, r.ID)
 			}
 		}
 	}
