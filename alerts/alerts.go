@@ -254,6 +254,9 @@ func (a *Alerts) Observe(o Observation) {
 	if st.gen != p.gen || st.tier != o.Tier {
 		st.gen, st.tier = p.gen, o.Tier
 		st.rule = p.resolve(o.Consumer, o.Tier)
+		// Marks count into the old threshold list; the Store still knows
+		// what was sent, so forgetting them costs a few claims at most.
+		st.marks = [markSlots]mark{}
 	}
 	if o.HasQuota && o.QuotaAllotment > 0 && len(st.rule.thresholds) > 0 {
 		a.judgeQuota(st, &o, at)
@@ -382,6 +385,7 @@ func (a *Alerts) Close(ctx context.Context) error {
 		a.wg.Wait()
 		close(done)
 	}()
+	defer a.cancel()
 	select {
 	case <-done:
 		return nil

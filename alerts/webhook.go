@@ -72,11 +72,7 @@ func (a *Alerts) deliver(ctx context.Context, h *hook, id string, body []byte) (
 		if err == nil || errors.Is(err, errRejected) || attempt+1 >= h.attempts {
 			return attempt, err
 		}
-		// Full jitter: replicas retrying after one outage spread out.
-		ceiling := min(h.maxBackoff, h.backoff<<min(attempt, 30))
-		d := time.Duration(rand.Int64N(int64(ceiling) + 1))
-		d = min(max(d, wait), h.maxBackoff)
-		t := time.NewTimer(d)
+		t := time.NewTimer(h.backoffFor(attempt, wait))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -84,6 +80,19 @@ func (a *Alerts) deliver(ctx context.Context, h *hook, id string, body []byte) (
 		case <-t.C:
 		}
 	}
+}
+
+// backoffFor is the wait after attempt (from 0) failed: full jitter, so
+// that replicas retrying after one outage spread out, but no less than the
+// webhook's Retry-After, and never more than max_backoff.
+func (h *hook) backoffFor(attempt int, retryAfter time.Duration) time.Duration {
+	ceiling := h.backoff
+	for i := 0; i < attempt && ceiling < h.maxBackoff; i++ {
+		ceiling *= 2
+	}
+	ceiling = min(ceiling, h.maxBackoff)
+	d := time.Duration(rand.Int64N(int64(ceiling) + 1))
+	return min(max(d, retryAfter), h.maxBackoff)
 }
 
 // post makes one attempt. wait is the webhook's Retry-After, if any.

@@ -209,3 +209,31 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+func TestBackoff(t *testing.T) {
+	h := &hook{backoff: 100 * time.Millisecond, maxBackoff: 2 * time.Second}
+	huge := &hook{backoff: 1000 * time.Hour, maxBackoff: 5000 * time.Hour}
+	for attempt := range maxAttempts {
+		ceiling := min(h.backoff<<attempt, h.maxBackoff)
+		var top time.Duration
+		for range 200 {
+			d := h.backoffFor(attempt, 0)
+			if d < 0 || d > ceiling {
+				t.Fatalf("attempt %d waits %v, want within [0, %v]", attempt, d, ceiling)
+			}
+			top = max(top, d)
+		}
+		if top < ceiling/4 {
+			t.Errorf("attempt %d: 200 waits all under %v: no growth", attempt, top)
+		}
+		if d := h.backoffFor(attempt, time.Second); d < time.Second {
+			t.Errorf("attempt %d ignores Retry-After: waits %v", attempt, d)
+		}
+		if d := h.backoffFor(attempt, time.Hour); d != h.maxBackoff {
+			t.Errorf("Retry-After of an hour waits %v, want max_backoff", d)
+		}
+		if d := huge.backoffFor(attempt, 0); d < 0 || d > huge.maxBackoff {
+			t.Errorf("large back-off overflows: %v", d)
+		}
+	}
+}
