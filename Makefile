@@ -29,7 +29,6 @@ demo: ## Try tollgate by hand: an emulated Envoy on :8080, tollgate and a fake L
 deps: ## Install what the tests need (redis-server; promtool when available).
 	@scripts/need.sh redis-server redis-server
 	@scripts/need.sh promtool prometheus optional
-	@scripts/need.sh chromium chromium
 
 .PHONY: test
 test: deps ## Vet, then run every test (unit tests with -race, Redis tests, e2e).
@@ -44,6 +43,14 @@ e2e: deps ## Run only the end-to-end suite.
 .PHONY: bench
 bench: deps ## Run the Go benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
+
+.PHONY: bench-load
+bench-load: deps ## Load tollgate (Redis store) and the do-nothing ext_proc floor alike; print the table (LOAD_FLAGS=… to change).
+	$(GO) run ./e2e/load bench $(LOAD_FLAGS)
+
+.PHONY: bench-hold
+bench-hold: deps ## Hold 10,000 streams mid-response on tollgate and the floor; print RSS per stream (LOAD_FLAGS=…).
+	$(GO) run ./e2e/load hold -streams 10000 $(LOAD_FLAGS)
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.
