@@ -68,6 +68,17 @@ type ProviderConfig struct {
 	Header string `yaml:"header"`
 	// APIKeyEnv names the environment variable holding the key.
 	APIKeyEnv string `yaml:"api_key_env"`
+	// Fallback, when set, takes the provider's calls while its circuit
+	// breaker is open, optionally with another model.
+	Fallback *Fallback `yaml:"fallback"`
+}
+
+// Fallback is where calls go while a provider's circuit breaker is open.
+type Fallback struct {
+	// Provider names another configured provider.
+	Provider string `yaml:"provider"`
+	// Model, when set, replaces the request's model on the fallback.
+	Model string `yaml:"model"`
 }
 
 var providerHeaders = map[string]bool{"authorization": true, "x-api-key": true, "api-key": true, "x-goog-api-key": true}
@@ -76,6 +87,7 @@ var providerHeaders = map[string]bool{"authorization": true, "x-api-key": true, 
 type provider struct {
 	name, pathPrefix, host, header string
 	value                          string // the header value, key included
+	fallback                       *Fallback
 }
 
 // ValidateProviders checks provider configs, naming the field path of each
@@ -123,7 +135,19 @@ func compileProviders(path string, ps []ProviderConfig, getenv func(string) stri
 		if header == "authorization" {
 			value = "Bearer " + key
 		}
-		out = append(out, provider{name: p.Name, pathPrefix: p.PathPrefix, host: p.Host, header: header, value: value})
+		out = append(out, provider{name: p.Name, pathPrefix: p.PathPrefix, host: p.Host, header: header, value: value, fallback: p.Fallback})
+	}
+	for i, p := range ps {
+		if p.Fallback == nil {
+			continue
+		}
+		at := fmt.Sprintf("%s[%d].fallback.provider", path, i)
+		switch {
+		case p.Fallback.Provider == p.Name:
+			errs = append(errs, fmt.Errorf("%s: a provider cannot fall back to itself", at))
+		case !names[p.Fallback.Provider]:
+			errs = append(errs, fmt.Errorf("%s: no provider named %q", at, p.Fallback.Provider))
+		}
 	}
 	return out, errors.Join(errs...)
 }
@@ -142,4 +166,13 @@ func matchProvider(ps []provider, path, host string) *provider {
 		}
 	}
 	return best
+}
+
+func providerNamed(ps []provider, name string) *provider {
+	for i := range ps {
+		if ps[i].name == name {
+			return &ps[i]
+		}
+	}
+	return nil
 }

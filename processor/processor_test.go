@@ -18,6 +18,7 @@ import (
 
 // fixture is a Server on a memory store, built from YAML fragments.
 type fixture struct {
+	mu     sync.Mutex // guards now
 	store  *ledger.Memory
 	server *Server
 	envoy  *envoy
@@ -74,8 +75,7 @@ func newFixtureConsumers(t testing.TB, src string) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return f.now }
+	clock := func() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
 	f.store = ledger.NewMemory(ledger.MemoryOptions{Clock: clock})
 	f.server = New(Options{Store: f.store, Clock: clock}, p)
 	f.envoy = startEnvoy(t, f.server)
@@ -243,4 +243,11 @@ func TestRequestBodyRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// advance moves the fixture's clock.
+func (f *fixture) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
 }

@@ -25,7 +25,12 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	}
 	hs := headers{list: h.GetHeaders().GetHeaders()}
 	st.status, _ = strconv.Atoi(hs.value(":status"))
+	// Envoy's own 503 (connect failure) and 504 (timeout) arrive here too.
+	st.permit.Done(st.status, st.s.o.Clock().Sub(st.upstreamAt), false)
 	st.rateHeaders(&m)
+	if st.fallbackFrom != "" {
+		m.setHeader("x-tollgate-fallback", st.fallbackFrom+" -> "+st.provider.name)
+	}
 	if st.downgradedFrom != "" {
 		m.setHeader("x-tollgate-downgraded", st.downgradedFrom+" -> "+st.model)
 	}
@@ -93,6 +98,9 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 // admitted but not settled — the client went away, the upstream failed,
 // Envoy gave up — is settled here with what was seen.
 func (st *stream) finish() {
+	// No outcome for a call that never got a response (Done already ran
+	// otherwise, and then this does nothing).
+	st.permit.Cancel()
 	if st.admitted && !st.settled {
 		st.cancelled = true
 		st.settle()

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tollgate-ai/tollgate/breaker"
 	"github.com/tollgate-ai/tollgate/consumer"
 	"github.com/tollgate-ai/tollgate/ledger"
 	"github.com/tollgate-ai/tollgate/limiter"
@@ -94,6 +95,9 @@ type Options struct {
 	// Telemetry records metrics, spans and a log line per request; nil
 	// records nothing.
 	Telemetry *telemetry.Telemetry
+	// Breakers fail calls to an unhealthy provider fast (per replica); nil
+	// lets every call through.
+	Breakers *breaker.Set
 }
 
 // Server implements [extprocv3.ExternalProcessorServer].

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tidwall/sjson"
 
+	"github.com/tollgate-ai/tollgate/breaker"
 	"github.com/tollgate-ai/tollgate/consumer"
 	"github.com/tollgate-ai/tollgate/ledger"
 	"github.com/tollgate-ai/tollgate/limiter"
@@ -58,6 +59,10 @@ type stream struct {
 
 	quotaScope     string // the quota scope the request is charged in
 	downgradedFrom string // the model asked for, when the request was downgraded
+	fallbackFrom   string // the provider whose open breaker sent the call elsewhere
+	fallbackModel  string // the model the fallback provider is called with
+	permit         breaker.Permit
+	upstreamAt     time.Time // when the request went upstream
 
 	// Admission.
 	admitted    bool
@@ -171,6 +176,11 @@ func (st *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingR
 	}
 
 	st.provider = matchProvider(p.providers, st.path, st.host)
+	if st.provider != nil && st.api != usage.APIUnknown {
+		if e := st.checkProvider(); e != nil {
+			return st.reject(e)
+		}
+	}
 	st.removeCredential(&m, where)
 	if st.provider != nil {
 		m.setHeader(st.provider.header, st.provider.value)
@@ -178,6 +188,11 @@ func (st *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingR
 	}
 
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: headersResponse(&m)}}
+	if st.fallbackFrom != "" {
+		// Envoy picks the route again, so a route matching
+		// x-tollgate-provider can send the call to the fallback's cluster.
+		resp.GetRequestHeaders().GetResponse().ClearRouteCache = true
+	}
 	if st.api == usage.APIUnknown {
 		if p.cfg.UnknownPaths == "deny" {
 			return st.reject(&apiError{status: 404, kind: "invalid_request_error", code: "unknown_path",
@@ -196,6 +211,7 @@ func (st *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingR
 		if e := st.admit(ctx, usage.Request{}); e != nil {
 			return st.reject(e)
 		}
+		st.upstreamAt = st.s.o.Clock()
 	}
 	return resp
 }
@@ -299,6 +315,11 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 		r.Model = usage.ModelFromPath(st.path)
 	}
 	st.body = body
+	if st.fallbackModel != "" && st.bodyModel && r.Model != st.fallbackModel {
+		// The fallback provider is called with its own model, and the
+		// request is charged as that model.
+		st.downgradedFrom, r.Model = r.Model, st.fallbackModel
+	}
 	if e := st.admit(ctx, r); e != nil {
 		return st.reject(e)
 	}
@@ -320,6 +341,7 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 			m.setHeader("accept-encoding", "identity")
 		}
 	}
+	st.upstreamAt = st.s.o.Clock()
 	if st.downgradedFrom == "" && !st.addedUsage {
 		return cont
 	}
@@ -365,4 +387,34 @@ func (st *stream) limiterRequest() *limiter.Request {
 // providers compatible with them); the others always report usage.
 func acceptsStreamOptions(api usage.API) bool {
 	return api == usage.APIChatCompletions || api == usage.APICompletions
+}
+
+// checkProvider asks the provider's circuit breaker for the call. While it
+// is open the call goes to the provider's fallback when that one's breaker
+// lets it, or fails fast with 503 and a retry-after instead of queueing
+// into a failing provider.
+func (st *stream) checkProvider() *apiError {
+	br := st.s.o.Breakers
+	permit, v := br.Allow(st.provider.name)
+	if v.Allowed() {
+		st.permit = permit
+		return nil
+	}
+	wait := v.RetryAfter
+	if fb := st.provider.fallback; fb != nil {
+		if alt := providerNamed(st.policy.providers, fb.Provider); alt != nil {
+			fp, fv := br.Allow(alt.name)
+			if fv.Allowed() {
+				st.permit = fp
+				st.fallbackFrom, st.fallbackModel = st.provider.name, fb.Model
+				st.provider = alt
+				return nil
+			}
+			wait = min(wait, fv.RetryAfter)
+		}
+	}
+	e := &apiError{status: 503, kind: "server_error", code: "provider_unavailable", decision: telemetry.ProviderUnavailable,
+		message: "The provider " + st.provider.name + " is failing; calls to it are paused. Retry after the indicated time."}
+	e.headers.setHeader("retry-after", retryAfter(wait))
+	return e
 }

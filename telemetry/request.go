@@ -31,10 +31,12 @@ const (
 	StoreError
 	// BadRequest requests could not be read (400).
 	BadRequest
+	// ProviderUnavailable requests met an open circuit breaker (503).
+	ProviderUnavailable
 	numDecisions
 )
 
-var decisionNames = [numDecisions]string{"allowed", "unauthenticated", "forbidden", "rate_limited", "quota_exhausted", "store_error", "bad_request"}
+var decisionNames = [numDecisions]string{"allowed", "unauthenticated", "forbidden", "rate_limited", "quota_exhausted", "store_error", "bad_request", "provider_unavailable"}
 
 // String returns the decision's label value.
 func (d Decision) String() string {

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate-ai/tollgate/admin"
+	"github.com/tollgate-ai/tollgate/breaker"
 	"github.com/tollgate-ai/tollgate/consumer"
 	"github.com/tollgate-ai/tollgate/ledger"
 	"github.com/tollgate-ai/tollgate/limiter"
@@ -33,6 +34,7 @@ type Config struct {
 	Limits     limiter.Config             `yaml:",inline"`
 	Quota      quota.Config               `yaml:"quota"`
 	Telemetry  telemetry.Config           `yaml:"telemetry"`
+	Breaker    breaker.Config             `yaml:"breaker"`
 }
 
 // ServerConfig is where tollgate listens and how it stops.
@@ -93,7 +95,13 @@ func (c *Config) Validate(getenv func(string) string) error {
 		c.Limits.Validate(""),
 		c.Quota.Validate("quota"),
 		c.Telemetry.Validate("telemetry"),
+		c.Breaker.Validate("breaker"),
 	)
+	for name := range c.Breaker.Providers {
+		if !hasProvider(c.Providers, name) {
+			errs = append(errs, fmt.Errorf("breaker.providers.%s: no such provider", name))
+		}
+	}
 	if a := c.Quota.AdminConsumer; a != "" && !hasConsumer(c.Consumers, a) {
 		errs = append(errs, fmt.Errorf("quota.admin_consumer: %q is not one of the consumers", a))
 	}
@@ -108,6 +116,15 @@ func (c *Config) Validate(getenv func(string) string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func hasProvider(ps []processor.ProviderConfig, name string) bool {
+	for _, p := range ps {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func hasConsumer(cs []consumer.Config, name string) bool {

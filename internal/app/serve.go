@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tollgate-ai/tollgate/admin"
+	"github.com/tollgate-ai/tollgate/breaker"
 	"github.com/tollgate-ai/tollgate/consumer"
 	"github.com/tollgate-ai/tollgate/ledger"
 	"github.com/tollgate-ai/tollgate/limiter"
@@ -94,7 +96,13 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string)
 		}
 	}()
 	tel.SetSpoolDepth(store.SpoolDepth)
-	proc = processor.New(processor.Options{Store: store, Logger: log, Telemetry: tel}, policy)
+	breakers := breaker.New(c.Breaker, breaker.Options{
+		OnChange: func(provider string, from, to breaker.State) {
+			log.Warn("provider circuit breaker changed state", "provider", provider, "from", from.String(), "to", to.String())
+		},
+	})
+	breakers.Track(providerNames(c)...)
+	proc = processor.New(processor.Options{Store: store, Logger: log, Telemetry: tel, Breakers: breakers}, policy)
 	// WaitForHandlers makes Stop wait for the handlers, so that streams cut
 	// at the drain timeout still settle before the store closes.
 	grpcSrv := grpc.NewServer(grpc.WaitForHandlers(true))
@@ -102,10 +110,15 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 
-	api := quota.NewAPI(quota.APIOptions{
+	api := http.NewServeMux()
+	api.Handle("/v1/", quota.NewAPI(quota.APIOptions{
 		Policy:    func() *quota.Policy { return proc.Policy().Quota },
 		Store:     store,
 		Consumers: func() []string { return proc.Policy().Consumers.Names() },
+	}))
+	api.HandleFunc("GET /v1/providers/health", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"providers": breakers.Health()})
 	})
 	adminHandler, err := admin.New(admin.Options{Config: c.Admin, Getenv: getenv, Ready: store.Ping, API: api, Metrics: tel.MetricsHandler()})
 	if err != nil {
@@ -152,6 +165,8 @@ loop:
 				continue
 			}
 			proc.SetPolicy(p)
+			breakers.Reconfigure(nc.Breaker)
+			breakers.Track(providerNames(nc)...)
 			log.Info("config reloaded")
 		}
 	}
@@ -174,4 +189,12 @@ loop:
 	_ = adminSrv.Shutdown(shutdownCtx)
 	log.Info("stopped")
 	return serveErr
+}
+
+func providerNames(c *Config) []string {
+	names := make([]string, 0, len(c.Providers))
+	for _, p := range c.Providers {
+		names = append(names, p.Name)
+	}
+	return names
 }
