@@ -100,7 +100,6 @@ func (l latencies) String() string {
 		" median=" + s[len(s)/2].Round(10*time.Microsecond).String() + " max=" + s[len(s)-1].Round(10*time.Microsecond).String()
 }
 
-
 func TestReplicasSeeChangesThroughPubSub(t *testing.T) {
 	p := newReplicaPair(t, true)
 	var lat latencies
