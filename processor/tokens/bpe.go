@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/bits"
 	"sync"
+	"unicode/utf8"
 )
 
 // noRank marks a pair of adjacent parts whose concatenation is not a token.
@@ -12,6 +13,15 @@ const noRank = math.MaxUint32
 // smallPiece is the longest piece merged with working memory on the stack;
 // longer ones use pooled memory.
 const smallPiece = 64
+
+// MaxPiece is the longest pre-tokenizer piece Count merges whole. Merging
+// takes up to 40 bytes of working memory per byte of the piece (24 MiB at
+// MaxPiece, a power of two), so a longer piece
+// (a megabyte of one letter or of spaces: only adversarial text has one) is
+// counted in MaxPiece-byte parts, cut between runes, to keep that memory
+// bounded; its count may then differ from the reference's by a few tokens
+// per part. The reference itself needs hours for such a piece.
+const MaxPiece = 1 << 20
 
 // countPiece returns the number of tokens BPE makes of one pre-tokenizer
 // piece: starting from single bytes, repeatedly merge the adjacent pair whose
@@ -29,10 +39,21 @@ func (v *vocab) countPiece(p []byte) int {
 		var next, prev [smallPiece]int32
 		return v.merge(p, tree[:], next[:len(p)], prev[:len(p)])
 	}
+	if len(p) > MaxPiece {
+		n := 0
+		for len(p) > MaxPiece {
+			cut := MaxPiece
+			for cut > MaxPiece-utf8.UTFMax && !utf8.RuneStart(p[cut]) {
+				cut--
+			}
+			n += v.countPiece(p[:cut])
+			p = p[cut:]
+		}
+		return n + v.countPiece(p)
+	}
 	s := mergePool.Get().(*mergeScratch)
 	defer mergePool.Put(s)
-	m := 1 << bits.Len(uint(len(p)-1))
-	s.tree = grow(s.tree, 2*m)
+	s.tree = grow(s.tree, 2*leaves(len(p)))
 	s.next = grow(s.next, len(p))
 	s.prev = grow(s.prev, len(p))
 	return v.merge(p, s.tree, s.next, s.prev)
@@ -44,6 +65,10 @@ type mergeScratch struct {
 }
 
 var mergePool = sync.Pool{New: func() any { return new(mergeScratch) }}
+
+// leaves is the number of leaves of the tournament tree for n parts: a power
+// of two, so that the nodes of each level are contiguous.
+func leaves(n int) int { return 1 << bits.Len(uint(n-1)) }
 
 func grow[T any](b []T, n int) []T {
 	if cap(b) < n {
@@ -63,7 +88,7 @@ func grow[T any](b []T, n int) []T {
 // every merge.
 func (v *vocab) merge(p []byte, tree []uint64, next, prev []int32) int {
 	n := len(p)
-	m := 1 << bits.Len(uint(n-1))
+	m := leaves(n)
 	tree = tree[:2*m]
 	end := int32(n)
 	for i := range next {

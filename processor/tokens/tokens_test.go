@@ -147,7 +147,7 @@ func TestCountCorpus(t *testing.T) {
 		t.Fatalf("corpus is %d bytes, want at least 1 MiB", n)
 	}
 	encs := []string{O200kBase, Cl100kBase}
-	if !testing.Short() {
+	if !testing.Short() && !raceEnabled {
 		encs = allEncodings
 	}
 	for _, name := range encs {
