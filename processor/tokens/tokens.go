@@ -4,9 +4,11 @@
 // admission.
 //
 // Counts equal those of the reference tiktoken implementation, including on
-// invalid UTF-8 (each invalid byte counts as U+FFFD). Time is linear in the
-// input on every input (BPE merging is O(n log n) in a piece's length), since
-// prompts are untrusted.
+// invalid UTF-8 (each invalid byte counts as U+FFFD), for every text whose
+// pre-tokenizer pieces are shorter than MaxPiece (Count) or MaxTail (Counter)
+// bytes, which only adversarial text exceeds. Time is O(n log n) in the input
+// on every input and memory is bounded, since prompts are untrusted; counting
+// allocates nothing in the steady state.
 package tokens
 
 import (

@@ -1,8 +1,10 @@
 package tokens
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"unicode"
 )
@@ -220,5 +222,37 @@ func TestCountAdversarial(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCountConcurrent shares one Encoding between goroutines, as the
+// processor does across requests; pooled merge memory must not leak between
+// them.
+func TestCountConcurrent(t *testing.T) {
+	e := mustGet(t, O200kBase)
+	texts := append([]string{strings.Repeat("中", 30_000), strings.Repeat("ab ", 10_000)}, corpusParagraphs()[:50]...)
+	want := make([]int, len(texts))
+	for i, s := range texts {
+		want[i] = e.Count(s)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for k := range texts {
+				i := (k + g) % len(texts)
+				if got := e.Count(texts[i]); got != want[i] {
+					errs <- fmt.Sprintf("goroutine %d, text %d: Count = %d, want %d", g, i, got, want[i])
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
