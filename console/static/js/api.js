@@ -41,8 +41,11 @@ async function call(method, path, body, headers = {}) {
   const data = json ? await res.json().catch(() => null) : null;
   if (res.ok) return data;
   if (res.status === 401 && !path.startsWith('/console/')) onUnauthorized();
-  const missing = (res.status === 404 || res.status === 405) && !data?.error;
-  const message = data?.error?.message || (missing ? `${method} ${path} is not available on this tollgate` : `${res.status} ${res.statusText}`);
+  // A mux without the route answers in plain text; the accounts API says
+  // "no such endpoint" in JSON.
+  const missing = (res.status === 404 || res.status === 405) &&
+    (!data?.error || /^no such endpoint/.test(data.error.message || ''));
+  const message = missing ? `${method} ${path} is not available on this tollgate` : data?.error?.message || `${res.status} ${res.statusText}`;
   throw new ApiError(res.status, message, missing);
 }
 

@@ -10,7 +10,7 @@ export async function consumerView(name) {
   const cards = [
     live(null, 'Consumer management', (reload) => headCard(name, base, reload), {id: 'consumer-head'}),
     live('Quota', 'The quota', (reload) => quotaCard(name, reload), {id: 'quota'}),
-    live('Keys', 'Key management', (reload) => keysCard(name, base, reload), {id: 'keys'}),
+    live('Keys', 'Key management', (reload) => keysCard(name, base, () => { reload(); cards[0].reload(); }), {id: 'keys'}),
     usageCard(name),
   ];
   const again = h('button', {type: 'button', class: 'ghost small', id: 'refresh', title: 'read quota, keys and usage again',

@@ -17,13 +17,13 @@ export async function consumersView() {
   } else {
     view.append(errorBox('Consumer management', cons.error));
     if (quotas.error) {
-      view.append(errorBox('Quotas', quotas.error));
+      view.append(errorBox('The quota API', quotas.error));
       return view;
     }
     view.append(notice('info', 'Showing the consumers that have a quota, from ', h('code', {}, '/v1/quota'), '.'));
     list = [...quotaOf.keys()].map((name) => ({name}));
   }
-  if (cons.value && quotas.error) view.append(errorBox('Quotas', quotas.error));
+  if (cons.value && quotas.error) view.append(errorBox('The quota API', quotas.error));
 
   const today = await settle(list.map((c) => get(`/v1/usage?consumer=${enc(c.name)}`)));
   const rows = list.map((c, i) => {
@@ -49,7 +49,7 @@ function createForm(tiers) {
   const name = h('input', {name: 'name', id: 'new-consumer-name', required: true, pattern: '[A-Za-z0-9._\\-]+', placeholder: 'team-x'});
   const tier = h('select', {name: 'tier', id: 'new-consumer-tier'}, h('option', {value: ''}, '(no tier)'), tiers.map((t) => h('option', {value: t.name}, t.name)));
   const tokens = h('input', {name: 'quota', id: 'new-consumer-quota', type: 'number', min: 0, step: 1, placeholder: 'tier’s'});
-  const period = h('select', {name: 'period'}, ['none', 'day', 'week', 'month'].map((p) => h('option', {value: p}, p)));
+  const period = h('select', {name: 'period'}, ['none', 'day', 'week', 'month'].map((p) => h('option', {value: p, selected: p === 'month'}, p)));
   const submit = h('button', {type: 'submit', id: 'create-consumer'}, 'Create consumer');
   return card('New consumer', h('form', {class: 'row-form', onsubmit: async (ev) => {
     ev.preventDefault();

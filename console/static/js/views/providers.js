@@ -41,11 +41,11 @@ export async function providersView() {
       const rest = k.resting_until && new Date(k.resting_until) > new Date();
       const remove = p.source === 'config' ? null : h('button', {type: 'button', class: 'danger ghost small', title: 'remove this key'}, '×');
       remove?.addEventListener('click', async () => {
-        if (!confirm(`Remove key ${k.prefix}… from ${p.name}?`)) return;
+        if (!confirm(`Remove key ${k.prefix} from ${p.name}?`)) return;
         if (await act(remove, 'Key removed.', () => del(`/v1/providers/${enc(p.name)}/keys/${enc(k.id)}`).then(() => true))) refresh();
       });
       return h('span', {class: `keychip ${rest ? 'resting' : ''}`, title: rest ? `resting until ${when(k.resting_until)}` : `added ${when(k.created_at)}`},
-        h('code', {}, `${k.prefix}…`), rest ? ' resting' : '', remove);
+        h('code', {}, k.prefix), rest ? ' resting' : '', remove);
     });
     const actions = [];
     if (p.source !== 'config') {
