@@ -82,6 +82,8 @@ type Consumer struct {
 	// Windows are the rate-limit windows of the consumer's own (or its
 	// tier's) limits, counted per consumer.
 	Windows []ledger.Window
+	// MaxInFlight caps the consumer's requests in flight (0: no cap).
+	MaxInFlight int64
 	// Quota is the consumer's own quota, nil when none is set on it; see
 	// [quota.Policy.Bind] for how it resolves with the tier's and the
 	// quota section's.

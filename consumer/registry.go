@@ -86,6 +86,9 @@ func build(o Options, field string) (*Registry, error) {
 		}
 		con := res.Consumer
 		con.Windows = ws
+		if res.limits.MaxInFlight != nil {
+			con.MaxInFlight = *res.limits.MaxInFlight
+		}
 		r.byName[c.Name] = con
 		r.names = append(r.names, c.Name)
 		for k, key := range c.Keys {

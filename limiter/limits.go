@@ -25,6 +25,9 @@ type Limits struct {
 	// TokenType is total (default), input or output: which tokens the
 	// token windows count.
 	TokenType string `yaml:"token_type,omitempty" json:"token_type,omitempty"`
+	// MaxInFlight caps the consumer's requests between admission and
+	// settle, across replicas.
+	MaxInFlight *int64 `yaml:"max_in_flight,omitempty" json:"max_in_flight,omitempty"`
 }
 
 // Over returns l with every unset field taken from base: a consumer's own
@@ -46,6 +49,7 @@ func (l Limits) Over(base Limits) Limits {
 		QueryPerHour:   pick(l.QueryPerHour, base.QueryPerHour),
 		QueryPerDay:    pick(l.QueryPerDay, base.QueryPerDay),
 		TokenType:      l.TokenType,
+		MaxInFlight:    pick(l.MaxInFlight, base.MaxInFlight),
 	}
 	if out.TokenType == "" {
 		out.TokenType = base.TokenType
@@ -56,7 +60,7 @@ func (l Limits) Over(base Limits) Limits {
 // IsZero reports whether no window is set.
 func (l Limits) IsZero() bool {
 	t, q := l.token(), l.query()
-	return !anySet(t.tokenFields()) && !anySet(q.queryFields())
+	return !anySet(t.tokenFields()) && !anySet(q.queryFields()) && l.MaxInFlight == nil
 }
 
 func (l Limits) token() Threshold {
@@ -93,6 +97,9 @@ func (l Limits) build(path, consumer string) ([]ledger.Window, error) {
 	if anySet(q.queryFields()) {
 		specs = append(specs, q.windows(&p, path, false)...)
 	}
+	if l.MaxInFlight != nil && *l.MaxInFlight <= 0 {
+		p.add(path, "max_in_flight must be > 0, got %d", *l.MaxInFlight)
+	}
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -123,6 +130,7 @@ func (l Limits) String() string {
 	add(l.QueryPerMinute, "requests/min")
 	add(l.QueryPerHour, "requests/h")
 	add(l.QueryPerDay, "requests/day")
+	add(l.MaxInFlight, "in flight")
 	if s == "" {
 		return "none"
 	}

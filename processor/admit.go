@@ -3,8 +3,10 @@ package processor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/tollgate-ai/tollgate/ledger"
 	"github.com/tollgate-ai/tollgate/limiter"
@@ -62,7 +64,11 @@ func (st *stream) reserve(ctx context.Context, r usage.Request) *apiError {
 	st.quotaScope = p.Quota.ScopeOf(lr)
 	balance := p.Quota.ScopedBalance(st.quotaScope, st.consumer.Name, r.Model, st.s.o.Clock())
 	st.reservation = ledger.Reservation{ID: st.id, Windows: windows, Balance: balance}
-	if len(windows) == 0 && balance == nil {
+	if n := st.consumer.MaxInFlight; n > 0 {
+		st.reservation.Slots = []ledger.Slot{{Key: "inflight:" + ledger.ConsumerTag(st.consumer.Name), Max: n,
+			Lease: p.cfg.InFlightLease, Rule: "max_in_flight"}}
+	}
+	if len(windows) == 0 && balance == nil && len(st.reservation.Slots) == 0 {
 		st.admitted, st.decided = true, true
 		return nil
 	}
@@ -84,6 +90,9 @@ func (st *stream) reserve(ctx context.Context, r usage.Request) *apiError {
 	}
 	if d.Allowed {
 		st.admitted, st.decided = true, true
+		if len(st.reservation.Slots) > 0 {
+			st.keepLeases()
+		}
 		return nil
 	}
 	return st.refusal(d)
@@ -125,6 +134,13 @@ func (st *stream) promptTokens() int64 {
 // rate limit (the rule's own code and message when it sets them), 403 for
 // an exhausted quota.
 func (st *stream) refusal(d *ledger.Decision) *apiError {
+	if d.RefusedSlot >= 0 && d.RefusedSlot < len(st.reservation.Slots) {
+		s := st.reservation.Slots[d.RefusedSlot]
+		e := &apiError{status: 429, kind: "requests", code: "concurrency_limit_exceeded", decision: telemetry.RateLimited, rule: s.Rule,
+			message: fmt.Sprintf("Too many requests in flight for this consumer: at most %d at once (a concurrency limit, rule %s); retry when one finishes.", s.Max, s.Rule)}
+		e.headers.setHeader("retry-after", "1")
+		return e
+	}
 	if d.Refused < 0 || d.Refused >= len(st.reservation.Windows) {
 		return &apiError{status: 403, kind: "insufficient_quota", code: "insufficient_quota", message: st.policy.Quota.RejectedMsg(),
 			decision: telemetry.QuotaExhausted, downgrade: st.policy.Quota.DowngradeIn(st.quotaScope)}
@@ -183,4 +199,37 @@ func (st *stream) rateHeaders(m *mutation) {
 		m.setHeader("x-ratelimit-remaining-"+x.kind, strconv.FormatInt(max(ws.Remaining, 0), 10))
 		m.setHeader("x-ratelimit-reset-"+x.kind, resetFormat(ws.Reset))
 	}
+}
+
+// keepLeases renews the request's in-flight slots every third of their
+// lease until it settles: a long stream keeps its slot, while the slots of
+// a replica that died come back after one lease. It works on copies, so it
+// never touches the stream, which is reused once the request ends.
+func (st *stream) keepLeases() {
+	res, hold := st.reservation, st.decision.Hold
+	store, log, id := st.s.o.Store, st.s.o.Logger, st.requestID
+	every := st.policy.cfg.InFlightLease / 3
+	stop := make(chan struct{})
+	st.leaseStop = stop
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), every)
+				err := store.Renew(ctx, &res, hold)
+				cancel()
+				if errors.Is(err, ledger.ErrLeaseLost) {
+					log.Warn("in-flight lease lost before the request ended", "request_id", id)
+					return
+				}
+				if err != nil {
+					log.Warn("cannot renew in-flight lease", "request_id", id, "err", err)
+				}
+			}
+		}
+	}()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/tollgate-ai/tollgate/processor/tokens"
 )
@@ -25,6 +26,10 @@ type Config struct {
 	// ReserveOutputTokens is reserved for the completion at admission when a
 	// request sets no max_tokens (or equivalent); default 1024.
 	ReserveOutputTokens int64 `yaml:"reserve_output_tokens"`
+	// InFlightLease is how long a request holds its in-flight slot without
+	// renewal; a replica that dies gives its slots back after it. Requests
+	// renew every third of it. Default 60s.
+	InFlightLease time.Duration `yaml:"in_flight_lease"`
 	// MaxResponseBuffer caps how much of a non-streamed response body is
 	// buffered to read its usage; larger bodies are scanned for their usage
 	// without buffering. Default 4 MiB.
@@ -46,6 +51,9 @@ func (c *Config) Validate(path string) error {
 	}
 	if c.ReserveOutputTokens < 0 {
 		errs = append(errs, fmt.Errorf("%s.reserve_output_tokens: must be >= 0", path))
+	}
+	if c.InFlightLease < 0 || (c.InFlightLease > 0 && c.InFlightLease < time.Second) {
+		errs = append(errs, fmt.Errorf("%s.in_flight_lease: must be at least 1s", path))
 	}
 	if c.MaxResponseBuffer < 0 {
 		errs = append(errs, fmt.Errorf("%s.max_response_buffer: must be >= 0", path))

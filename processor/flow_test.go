@@ -496,3 +496,39 @@ token_ratelimit:
 		t.Fatalf("got %d %q: want the first refusal", ir.GetStatus().GetCode(), msg)
 	}
 }
+
+// TestMaxInFlight: a consumer's requests between admission and settle are
+// capped; the refusal says it is a concurrency limit; a settled request
+// frees its slot.
+func TestMaxInFlight(t *testing.T) {
+	f := newFixtureConsumers(t, `
+consumers:
+  - {name: t1, keys: [sk-t1], tier: small}
+tiers:
+  - {name: small, limits: {max_in_flight: 2}}
+`)
+	open := func() (*exchange, *extprocv3.ProcessingResponse) {
+		x := f.envoy.open()
+		x.send(requestHeaders(false, chatHeaders("sk-t1")...))
+		return x, x.send(requestBody(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+	}
+	a, ra := open()
+	b, rb := open()
+	if ra.GetImmediateResponse() != nil || rb.GetImmediateResponse() != nil {
+		t.Fatal("the first two requests must be admitted")
+	}
+	_, rc := open()
+	ir := immediateOf(t, rc)
+	msg, _, code := decodeError(t, ir.GetBody())
+	if ir.GetStatus().GetCode() != 429 || code != "concurrency_limit_exceeded" || !strings.Contains(msg, "concurrency limit") {
+		t.Fatalf("third: %d %s", ir.GetStatus().GetCode(), ir.GetBody())
+	}
+	// One finishes; a new request gets its slot.
+	a.send(responseHeaders(false, ":status", "200", "content-type", "application/json"))
+	a.send(responseBody([]byte(`{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}`), true))
+	a.close()
+	if _, rd := open(); rd.GetImmediateResponse() != nil {
+		t.Fatalf("after one settled: %s", rd.GetImmediateResponse().GetBody())
+	}
+	b.cancel()
+}

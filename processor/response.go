@@ -173,6 +173,9 @@ func (st *stream) metered() usage.Usage {
 // returns the dynamic metadata Envoy's access log reads.
 func (st *stream) settle() *structpb.Struct {
 	st.settled = true
+	if st.leaseStop != nil {
+		close(st.leaseStop) // the settlement releases the slots
+	}
 	now := st.s.o.Clock()
 	u := st.metered()
 	st.usage = u

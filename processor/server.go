@@ -73,6 +73,9 @@ func NewPolicy(o PolicyOptions) (*Policy, error) {
 	if p.cfg.ReserveOutputTokens == 0 {
 		p.cfg.ReserveOutputTokens = 1024
 	}
+	if p.cfg.InFlightLease == 0 {
+		p.cfg.InFlightLease = time.Minute
+	}
 	if p.cfg.MaxResponseBuffer == 0 {
 		p.cfg.MaxResponseBuffer = 4 << 20
 	}

@@ -62,7 +62,8 @@ type stream struct {
 	fallbackFrom   string // the provider whose open breaker sent the call elsewhere
 	fallbackModel  string // the model the fallback provider is called with
 	permit         breaker.Permit
-	upstreamAt     time.Time // when the request went upstream
+	leaseStop      chan struct{} // stops the renewal of in-flight leases
+	upstreamAt     time.Time     // when the request went upstream
 
 	// Admission.
 	admitted    bool
