@@ -62,5 +62,25 @@ export async function settle(calls) {
   return rs.map((r) => (r.status === 'fulfilled' ? {value: r.value} : {error: r.reason}));
 }
 
+// settleEach calls f on every item, at most `limit` calls at a time (a
+// console over many consumers must not fire hundreds of requests at once),
+// and returns, for each, {value} or {error}.
+export async function settleEach(items, f, limit = 6) {
+  const out = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        out[i] = {value: await f(items[i])};
+      } catch (error) {
+        out[i] = {error};
+      }
+    }
+  };
+  await Promise.all(Array.from({length: Math.min(limit, items.length)}, worker));
+  return out;
+}
+
 // enc escapes a name for a path segment.
 export const enc = encodeURIComponent;

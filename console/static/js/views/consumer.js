@@ -99,7 +99,7 @@ async function keysCard(name, base, reload) {
       if (!confirm(`Revoke key ${k.prefix}…? Requests with it are refused from the next one on.`)) return;
       if (await act(revoke, `Key ${k.prefix}… revoked.`, () => del(`${base}/keys/${enc(k.id)}`).then(() => true))) reload();
     });
-    return h('tr', {dataset: {key: k.id}},
+    return h('tr', {dataset: {key: k.id, label: k.label || ''}},
       h('td', {}, h('code', {}, `${k.prefix}…`)), h('td', {}, k.label || ''), h('td', {}, when(k.created_at)),
       h('td', {}, when(k.expires_at)), h('td', {}, keyState(k)), h('td', {}, revoke));
   });

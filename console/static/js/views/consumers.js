@@ -1,7 +1,7 @@
 // The consumers list: tier, keys, remaining quota, usage today and this
 // period, and a form to create one.
 import {h, num, short, table, meter, notice, card, field} from '../dom.js';
-import {get, post, settle, enc} from '../api.js';
+import {get, post, settle, settleEach, enc} from '../api.js';
 import {errorBox, act} from '../ui.js';
 
 export async function consumersView() {
@@ -25,7 +25,7 @@ export async function consumersView() {
   }
   if (cons.value && quotas.error) view.append(errorBox('The quota API', quotas.error));
 
-  const today = await settle(list.map((c) => get(`/v1/usage?consumer=${enc(c.name)}`)));
+  const today = await settleEach(list, (c) => get(`/v1/usage?consumer=${enc(c.name)}`));
   const rows = list.map((c, i) => {
     const q = quotaOf.get(c.name);
     const t = today[i].value;

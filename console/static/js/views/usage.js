@@ -1,7 +1,7 @@
 // Token consumption over time: per consumer and per model, from each
 // consumer's daily totals.
 import {h, num, day, days, card, notice} from '../dom.js';
-import {get, settle, enc} from '../api.js';
+import {get, settleEach, enc} from '../api.js';
 import {errorBox, refresh} from '../ui.js';
 import {stackedBars, seriesBy} from '../chart.js';
 
@@ -28,7 +28,7 @@ export async function usageView() {
     view.append(errorBox('Consumers', e));
     return view;
   }
-  const reps = await settle(names.map((n) => get(`/v1/usage?consumer=${enc(n)}&from=${day(range - 1)}&to=${day(0)}`)));
+  const reps = await settleEach(names, (n) => get(`/v1/usage?consumer=${enc(n)}&from=${day(range - 1)}&to=${day(0)}`));
   const rows = [];
   const failed = [];
   reps.forEach((r, i) => {
