@@ -370,3 +370,35 @@ func TestValidateSessionSecret(t *testing.T) {
 		}
 	}
 }
+
+func TestConsoleWithoutAdminToken(t *testing.T) {
+	h, api := newAdmin(t, Config{}, newClock())
+	for _, p := range []string{"/console/session", "/v1/quota"} {
+		if got := call(h, http.MethodGet, p, &http.Cookie{Name: SessionCookie, Value: "1.9999999999.x"}, nil); got != http.StatusForbidden {
+			t.Errorf("GET %s without admin.token: %d, want 403", p, got)
+		}
+	}
+	if api.calls.Load() != 0 {
+		t.Error("the API was reached without an admin token configured")
+	}
+}
+
+// BenchmarkSessionRequest is the cost the session check adds to an admin
+// API call made from the console.
+func BenchmarkSessionRequest(b *testing.B) {
+	c := newClock()
+	api := &apiStub{}
+	h, err := New(Options{Config: Config{Token: testToken}, API: api, Clock: c.now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, loginRequest(testToken))
+	cookie := w.Result().Cookies()[0]
+	r := httptest.NewRequest(http.MethodGet, "/v1/quota", nil)
+	r.AddCookie(cookie)
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+}

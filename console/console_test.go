@@ -214,3 +214,15 @@ func TestSelfContained(t *testing.T) {
 		t.Errorf("the console sends %d bytes gzipped, over its budget of %d", sent, budget)
 	}
 }
+
+// BenchmarkServeGzipped serves the largest module gzipped, as a browser
+// loading the console asks for it.
+func BenchmarkServeGzipped(b *testing.B) {
+	h := Handler()
+	r := httptest.NewRequest(http.MethodGet, Prefix+"js/views/consumer.js", nil)
+	r.Header.Set("Accept-Encoding", "gzip, deflate, br")
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+}
