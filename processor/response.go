@@ -9,6 +9,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/tollgate-ai/tollgate/alerts"
 	"github.com/tollgate-ai/tollgate/ledger"
 	"github.com/tollgate-ai/tollgate/processor/usage"
 	"github.com/tollgate-ai/tollgate/quota"
@@ -205,6 +206,7 @@ func (st *stream) settle() *structpb.Struct {
 	if err != nil {
 		st.s.o.Logger.Error("cannot settle usage", "request_id", st.requestID, "consumer", st.consumer.Name, "err", err)
 	}
+	st.observe(u, now)
 	md, _ := structpb.NewStruct(map[string]any{
 		"tollgate": map[string]any{
 			"consumer":      st.consumer.Name,
@@ -216,4 +218,30 @@ func (st *stream) settle() *structpb.Struct {
 		},
 	})
 	return md
+}
+
+// observe tells the budget alerts what the request used and what is left
+// of its quota. The remaining balance is what the admission saw, less this
+// request's cost beyond its reservation: a little low while other requests
+// of the consumer hold reservations.
+func (st *stream) observe(u usage.Usage, now time.Time) {
+	al := st.s.o.Alerts
+	if al == nil {
+		return
+	}
+	o := alerts.Observation{Consumer: st.consumer.Name, Tier: st.consumer.Tier, Model: st.model, Tokens: u.Total(), At: now}
+	if b := st.reservation.Balance; b != nil && st.decision != nil && !st.decision.Hold.Local {
+		info, _ := st.policy.Quota.DescribeIn(st.quotaScope, st.consumer.Name, now)
+		o.HasQuota, o.QuotaAllotment = true, b.Allotment
+		o.QuotaRemaining = st.decision.Balance + st.decision.Hold.Balance - b.Weights.Cost(u)
+		o.QuotaPeriod = alerts.PeriodID(info)
+		if info.ResetsAt != nil {
+			o.QuotaResetsAt = *info.ResetsAt
+		}
+		o.QuotaScope = st.quotaScope
+		if info.PerModel {
+			o.QuotaModel = st.model
+		}
+	}
+	al.Observe(o)
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tollgate-ai/tollgate/alerts"
 	"github.com/tollgate-ai/tollgate/breaker"
 	"github.com/tollgate-ai/tollgate/consumer"
 	"github.com/tollgate-ai/tollgate/ledger"
@@ -101,6 +102,9 @@ type Options struct {
 	// Breakers fail calls to an unhealthy provider fast (per replica); nil
 	// lets every call through.
 	Breakers *breaker.Set
+	// Alerts notifies budget thresholds and token anomalies; nil sends
+	// nothing.
+	Alerts *alerts.Alerts
 }
 
 // Server implements [extprocv3.ExternalProcessorServer].

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate-ai/tollgate/admin"
+	"github.com/tollgate-ai/tollgate/alerts"
 	"github.com/tollgate-ai/tollgate/breaker"
 	"github.com/tollgate-ai/tollgate/consumer"
 	"github.com/tollgate-ai/tollgate/ledger"
@@ -35,6 +36,7 @@ type Config struct {
 	Quota      quota.Config               `yaml:"quota"`
 	Telemetry  telemetry.Config           `yaml:"telemetry"`
 	Breaker    breaker.Config             `yaml:"breaker"`
+	Alerts     alerts.Config              `yaml:"alerts"`
 }
 
 // ServerConfig is where tollgate listens and how it stops.
@@ -96,6 +98,7 @@ func (c *Config) Validate(getenv func(string) string) error {
 		c.Quota.Validate("quota"),
 		c.Telemetry.Validate("telemetry"),
 		c.Breaker.Validate("breaker"),
+		c.Alerts.Validate("alerts"),
 	)
 	for name := range c.Breaker.Providers {
 		if !hasProvider(c.Providers, name) {

@@ -16,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tollgate-ai/tollgate/admin"
+	"github.com/tollgate-ai/tollgate/alerts"
 	"github.com/tollgate-ai/tollgate/breaker"
 	"github.com/tollgate-ai/tollgate/consumer"
 	"github.com/tollgate-ai/tollgate/ledger"
@@ -102,7 +103,22 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string)
 		},
 	})
 	breakers.Track(providerNames(c)...)
-	proc = processor.New(processor.Options{Store: store, Logger: log, Telemetry: tel, Breakers: breakers}, policy)
+	var al *alerts.Alerts
+	if c.Alerts.Enabled() {
+		al, err = alerts.New(alerts.Options{Config: c.Alerts, Store: alerts.StoreFor(store.Client(), time.Now),
+			KeyPrefix: c.Store.Redis.KeyPrefix + "alert:", Logger: log, Getenv: getenv})
+		if err != nil {
+			return fmt.Errorf("cannot start alerts: %w", err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := al.Close(sctx); err != nil {
+				log.Warn("alerts not all delivered", "err", err)
+			}
+		}()
+	}
+	proc = processor.New(processor.Options{Store: store, Logger: log, Telemetry: tel, Breakers: breakers, Alerts: al}, policy)
 	// WaitForHandlers makes Stop wait for the handlers, so that streams cut
 	// at the drain timeout still settle before the store closes.
 	grpcSrv := grpc.NewServer(grpc.WaitForHandlers(true))
@@ -166,6 +182,9 @@ loop:
 			}
 			proc.SetPolicy(p)
 			breakers.Reconfigure(nc.Breaker)
+			if err := al.Update(nc.Alerts); err != nil {
+				log.Error("alerts config reload refused", "err", err)
+			}
 			breakers.Track(providerNames(nc)...)
 			log.Info("config reloaded")
 		}
