@@ -10,6 +10,8 @@ import (
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/tollgate-ai/tollgate/telemetry"
 )
 
 // directStream feeds a Server's Process loop without gRPC, so the benchmark
@@ -64,6 +66,11 @@ func benchRequest() []*extprocv3.ProcessingRequest {
 // 2 KiB body, response headers and ~200 streamed chunks, with a token
 // window, a request window and a quota on the in-memory store.
 func BenchmarkRequest(b *testing.B) {
+	b.Run("telemetry=off", func(b *testing.B) { benchmarkRequest(b, false) })
+	b.Run("telemetry=on", func(b *testing.B) { benchmarkRequest(b, true) })
+}
+
+func benchmarkRequest(b *testing.B, withTelemetry bool) {
 	f := newFixture(b, `
 token_ratelimit:
   - rule_name: tpm
@@ -74,6 +81,16 @@ request_ratelimit:
 quota:
   default: {tokens: 1000000000000}
 `)
+	if withTelemetry {
+		tel, err := telemetry.New(context.Background(), telemetry.Config{RequestLog: "off"}, telemetry.Options{
+			Consumers: func() []string { return []string{"team-a"} },
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+		f.server.o.Telemetry = tel
+	}
 	reqs := benchRequest()
 	ctx := context.Background()
 	b.ReportAllocs()
