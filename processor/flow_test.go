@@ -2,6 +2,7 @@ package processor
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"strconv"
@@ -531,4 +532,37 @@ tiers:
 		t.Fatalf("after one settled: %s", rd.GetImmediateResponse().GetBody())
 	}
 	b.cancel()
+}
+
+// TestCompressedStreamStillHidesAddedUsage: a provider that gzips the
+// stream despite accept-encoding: identity gets it forwarded decoded,
+// without content-encoding, minus the usage chunk the client did not ask for.
+func TestCompressedStreamStillHidesAddedUsage(t *testing.T) {
+	f := newFixture(t, "")
+	stream, usageEvent := chatStream([]string{"Hi", " there"}, 9, 2)
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	_, _ = zw.Write(stream)
+	_ = zw.Close()
+	x := f.envoy.open()
+	x.send(requestHeaders(false, chatHeaders("sk-a")...))
+	x.send(requestBody(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	rh := x.send(responseHeaders(false, ":status", "200", "content-type", "text/event-stream", "content-encoding", "gzip"))
+	_, removed := mutationHeaders(rh.GetResponseHeaders().GetResponse().GetHeaderMutation())
+	if !contains(removed, "content-encoding") {
+		t.Fatalf("content-encoding kept: %v", removed)
+	}
+	var out []byte
+	gz := z.Bytes()
+	for i := 0; i < len(gz); i += 7 {
+		end := min(i+7, len(gz))
+		out = append(out, forwarded(x.send(responseBody(gz[i:end], end == len(gz))), gz[i:end])...)
+	}
+	x.close()
+	if want := bytes.Replace(stream, []byte(usageEvent), nil, 1); !bytes.Equal(out, want) {
+		t.Fatalf("client got %q", out)
+	}
+	if got := f.totals(t, "team-a"); got.Input != 9 || got.Output != 2 {
+		t.Fatalf("totals %+v", got)
+	}
 }

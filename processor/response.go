@@ -43,7 +43,9 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		} else {
 			st.counter.Reset(st.enc)
 		}
-		drop := st.addedUsage && sse && (ce == "" || ce == "identity")
+		// A provider may compress despite accept-encoding: identity; the
+		// stream is then forwarded decoded, so the chunk can still go.
+		drop := st.addedUsage && sse && usage.Decodable(ce)
 		st.meter.Reset(usage.MeterOptions{
 			API:            st.api,
 			SSE:            sse,
@@ -56,6 +58,9 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		st.metering = true
 		if drop {
 			m.removeHeader("content-length")
+			if ce != "" && ce != "identity" {
+				m.removeHeader("content-encoding")
+			}
 		}
 	}
 	resp.GetResponseHeaders().Response = &extprocv3.CommonResponse{HeaderMutation: m.proto()}

@@ -352,3 +352,7 @@ func adler32Update(adler uint32, p []byte) uint32 {
 	}
 	return b<<16 | a
 }
+
+// Decodable reports whether the Meter reads bodies with this
+// content-encoding ("" and identity included).
+func Decodable(encoding string) bool { return encodingKind(encoding) != encUnsupported }

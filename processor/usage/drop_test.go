@@ -67,8 +67,9 @@ func TestDropUsageChunk(t *testing.T) {
 	}
 }
 
-// TestDropUsageChunkOnlyWhereItApplies: other APIs, compressed bodies and
-// non-SSE bodies are forwarded untouched even when asked.
+// TestDropUsageChunkOnlyWhereItApplies: other APIs and non-SSE bodies are
+// forwarded untouched even when asked; a compressed chat stream is
+// forwarded decoded (see TestDropUsageChunkFromCompressedStream).
 func TestDropUsageChunkOnlyWhereItApplies(t *testing.T) {
 	for _, c := range synthCases {
 		body := c.body(t)
@@ -77,7 +78,7 @@ func TestDropUsageChunkOnlyWhereItApplies(t *testing.T) {
 			if enc == "gzip" {
 				data = gzipBytes(t, body)
 			}
-			replacing := c.sse() && c.api == APIChatCompletions && enc == ""
+			replacing := c.sse() && c.api == APIChatCompletions
 			m := &Meter{}
 			m.Reset(MeterOptions{API: c.api, SSE: c.sse(), Encoding: enc, DropUsageChunk: true})
 			if _, replaced := m.Write(data); replaced != replacing {

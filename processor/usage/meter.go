@@ -30,10 +30,9 @@ type MeterOptions struct {
 	Counter *tokens.Counter
 	// DropUsageChunk removes the usage-only chunk (choices empty, usage set)
 	// of an OpenAI chat/completions stream from the forwarded bytes, for a
-	// client that did not ask for stream_options.include_usage. It applies
-	// to SSE bodies without content-encoding only: a compressed stream is
-	// forwarded untouched (ask upstream for identity when adding
-	// include_usage).
+	// client that did not ask for stream_options.include_usage. A
+	// compressed stream (see [Decodable]) is forwarded decoded: the caller
+	// removes its content-encoding header.
 	DropUsageChunk bool
 	// MaxOutput is the request's output cap per choice ([Request.MaxOutput]).
 	// A choice that stopped because it hit the cap produced exactly that
@@ -62,7 +61,8 @@ const (
 type Meter struct {
 	o       MeterOptions
 	mode    bodyMode
-	forward bool // DropUsageChunk is in effect
+	forward bool   // DropUsageChunk is in effect
+	fwd     []byte // the decoded bytes to forward of a compressed chunk
 
 	sse      sseParser
 	dec      decoder
@@ -96,13 +96,16 @@ func (m *Meter) Reset(o MeterOptions) {
 	if cap(m.scratch) > keepBuffer {
 		m.scratch = nil
 	}
+	if cap(m.fwd) > keepBuffer {
+		m.fwd = nil
+	}
 	m.o = o
 	m.mode = modeUndecided
 	if o.SSE {
 		m.mode = modeSSE
 	}
 	m.dec.reset(o.Encoding)
-	m.forward = o.SSE && o.DropUsageChunk && m.dec.kind == encIdentity &&
+	m.forward = o.SSE && o.DropUsageChunk && m.dec.kind != encUnsupported &&
 		(o.API == APIChatCompletions || o.API == APICompletions)
 	m.sse.reset(m.forward)
 	m.sse.shrink()
@@ -134,11 +137,17 @@ func (m *Meter) Write(chunk []byte) (forward []byte, replaced bool) {
 	}
 	if m.dec.kind == encIdentity {
 		m.consume(chunk)
-	} else {
-		m.dec.write(chunk, m)
+		if m.forward {
+			return m.sse.out, true
+		}
+		return nil, false
 	}
+	// A compressed chunk may decode in several pieces; what is forwarded
+	// is all of them, decoded.
+	m.fwd = m.fwd[:0]
+	m.dec.write(chunk, m)
 	if m.forward {
-		return m.sse.out, true
+		return m.fwd, true
 	}
 	return nil, false
 }
@@ -242,6 +251,9 @@ func (m *Meter) consume(b []byte) {
 	}
 	if m.mode == modeSSE {
 		m.sse.feed(b, m)
+		if m.forward && m.dec.kind != encIdentity {
+			m.fwd = append(m.fwd, m.sse.out...)
+		}
 		return
 	}
 	if m.overflow {
