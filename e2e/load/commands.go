@@ -236,6 +236,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	limit := time.Duration(*rounds*len(targets))*(o.Warmup+o.Duration+2*time.Minute) + time.Minute
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	loadBefore := loadAverage()
 	results := make([]*Result, len(targets))
 	for r := range *rounds {
 		for i, t := range targets {
@@ -255,6 +256,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	o.Duration *= time.Duration(*rounds)
 	writeTable(stdout, o, results)
+	// The machine may be shared: how busy it was says how far to trust
+	// the latencies (CPU time per request suffers much less from it).
+	fmt.Fprintf(stdout, "\nMachine load average (1, 5, 15 min): %s before, %s after.\n", loadBefore, loadAverage())
 	return nil
 }
 
@@ -304,6 +308,19 @@ func hold(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// loadAverage returns the first three fields of /proc/loadavg.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // raiseFileLimit lifts the soft limit on open files to the hard one. The
