@@ -71,6 +71,11 @@ func Open(ctx context.Context, cfg Config, opts Options) (*Ledger, error) {
 	if l.clock == nil {
 		l.clock = time.Now
 	}
+	if cfg.Type == TypeRedis {
+		// go-redis prints every failed dial through its own global logger;
+		// the ledger reports what matters itself, so its lines go to debug.
+		redis.SetLogger(redisLogger{l.log})
+	}
 	memOpts := MemoryOptions{Clock: l.clock, UsageTTL: cfg.UsageTTL}
 	if cfg.Type == TypeMemory {
 		l.primary = NewMemory(memOpts)
@@ -317,4 +322,11 @@ func (l *Ledger) Close() error {
 		l.closeErr = errors.Join(l.closeErr, l.client.Close())
 	})
 	return l.closeErr
+}
+
+// redisLogger sends go-redis's own messages to slog at debug level.
+type redisLogger struct{ log *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
