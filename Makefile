@@ -29,6 +29,7 @@ demo: ## Try tollgate by hand: an emulated Envoy on :8080, tollgate and a fake L
 deps: ## Install what the tests need (redis-server; promtool when available).
 	@scripts/need.sh redis-server redis-server
 	@scripts/need.sh promtool prometheus optional
+	@scripts/need.sh chromium chromium
 
 .PHONY: test
 test: deps ## Vet, then run every test (unit tests with -race, Redis tests, e2e).
@@ -56,7 +57,7 @@ bench-hold: deps ## Hold 10,000 streams mid-response on tollgate and the floor; 
 fuzz: ## Run every fuzz target for FUZZTIME each.
 	@for pkg in $$($(GO) list $(PKGS)); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg || exit 1; \
 	  done; \
 	done
 
