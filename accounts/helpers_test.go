@@ -211,3 +211,9 @@ func waitFor(t testing.TB, what string, cond func() bool) time.Duration {
 	}
 	return time.Since(start)
 }
+
+func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+func newRequest(method, path, body string) *http.Request {
+	return httptest.NewRequest(method, path, strings.NewReader(body))
+}

@@ -165,7 +165,6 @@ func merge(base Base, snap *Snapshot) *merged {
 		m.consumerAt[c.Name] = len(m.consumers)
 		m.consumers = append(m.consumers, mergedConsumer{cfg: c, src: SourceConfig, configKeys: len(c.Keys)})
 	}
-	tiers := m.tierConfigs()
 	for i := range snap.Consumers {
 		rec := &snap.Consumers[i]
 		if _, ok := m.consumerAt[rec.Name]; ok {
@@ -173,6 +172,12 @@ func merge(base Base, snap *Snapshot) *merged {
 			continue
 		}
 		cfg := rec.config()
+		// Checked with its own tier only, so that merging stays linear in
+		// the number of consumers.
+		var tiers []consumer.TierConfig
+		if t, ok := m.tierAt[cfg.Tier]; ok {
+			tiers = []consumer.TierConfig{m.tiers[t].cfg}
+		}
 		if err := consumer.Validate("consumers", []consumer.Config{cfg}, tiers, getenv); err != nil {
 			m.warn("runtime consumer %q ignored: %s", rec.Name, oneLine(err))
 			continue
