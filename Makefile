@@ -46,11 +46,13 @@ bench: deps ## Run the Go benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
 
 .PHONY: bench-load
-bench-load: deps ## Load tollgate (Redis store) and the do-nothing ext_proc floor alike; print the table (LOAD_FLAGS=… to change).
+bench-load: ## Load tollgate (Redis store) and the do-nothing ext_proc floor alike; print the table (LOAD_FLAGS=… to change).
+	@scripts/need.sh redis-server redis-server
 	$(GO) run ./e2e/load bench $(LOAD_FLAGS)
 
 .PHONY: bench-hold
-bench-hold: deps ## Hold 10,000 streams mid-response on tollgate and the floor; print RSS per stream (LOAD_FLAGS=…).
+bench-hold: ## Hold 10,000 streams mid-response on tollgate and the floor; print RSS per stream (LOAD_FLAGS=…).
+	@scripts/need.sh redis-server redis-server
 	$(GO) run ./e2e/load hold -streams 10000 $(LOAD_FLAGS)
 
 .PHONY: fuzz
