@@ -312,22 +312,32 @@ func (s *Store) update(ctx context.Context, base Base, fn func(m *merged, now ti
 
 // checkChange refuses a change that would make a record that merged
 // before unusable, e.g. a tier change that leaves a consumer with invalid
-// limits.
+// limits. Records that were unusable before do not block other changes.
 func checkChange(base Base, before *merged, after *Snapshot) error {
-	m := merge(base, after)
-	old := map[string]bool{}
-	for _, w := range before.warnings {
-		old[w] = true
+	_, warnings := merge(base, after).options(base)
+	fresh := newWarnings(before.warnings, warnings)
+	if len(fresh) > 0 {
+		// Some may come from building the registry, which before.warnings
+		// does not cover: compare with the registry built before.
+		_, old := before.options(base)
+		fresh = newWarnings(old, fresh)
 	}
-	for _, w := range m.warnings {
-		if !old[w] {
-			return fail(ErrInvalid, "the change would leave a record unusable: %s", w)
-		}
-	}
-	if _, warnings := m.options(base); len(warnings) > len(m.warnings) {
-		if _, beforeWarnings := before.options(base); len(beforeWarnings) <= len(before.warnings) {
-			return fail(ErrInvalid, "the change would leave the accounts unusable: %s", warnings[len(warnings)-1])
-		}
+	if len(fresh) > 0 {
+		return fail(ErrInvalid, "the change would leave a record unusable: %s", fresh[0])
 	}
 	return nil
+}
+
+func newWarnings(old, now []string) []string {
+	seen := make(map[string]bool, len(old))
+	for _, w := range old {
+		seen[w] = true
+	}
+	var out []string
+	for _, w := range now {
+		if !seen[w] {
+			out = append(out, w)
+		}
+	}
+	return out
 }
