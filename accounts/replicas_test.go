@@ -106,6 +106,7 @@ func (p *replicaPair) change(t *testing.T, status int, method, path string, body
 		t.Fatal(err)
 	}
 	snap, at := p.wb.seen(t, v)
+	waitFor(t, "A follows its own change", func() bool { return p.a.Snapshot().Version >= v })
 	return at.Sub(start), snap
 }
 
