@@ -34,7 +34,10 @@
 // # Storage
 //
 // The [Store] keeps records in Redis (shared by every replica; they survive
-// restarts) or in memory (one replica; they live until it stops). In Redis
+// restarts) or in memory (one replica; they live until it stops, and its
+// provider keys are sealed with a key that lives as long as the process).
+// While Redis is down the API answers 503 and each replica keeps the
+// accounts it loaded last. In Redis
 // every key shares the hash tag {accounts}, so that one script updates them
 // all on a Cluster:
 //

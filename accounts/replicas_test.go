@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -308,4 +309,28 @@ func mustOptions(t *testing.T, snap *Snapshot) consumer.Options {
 		t.Errorf("merge warnings: %v", warnings)
 	}
 	return opts
+}
+
+func TestStoreDown(t *testing.T) {
+	srv := redistest.StartWith(t, redistest.Options{AppendOnly: true})
+	logs := &logBuffer{}
+	s := openStore(t, Config{EncryptionKeyEnv: testKeyEnv}, Options{Client: ledgerClient(t, srv.Addr()), Logger: logs.logger()}, true)
+	c := newAPIClient(t, APIOptions{Store: s, Base: testBase, Logger: logs.logger()})
+	c.want(http.StatusCreated, "POST", "/v1/consumers", `{"name":"acme"}`, nil)
+	waitFor(t, "the store follows its change", func() bool { return len(s.Snapshot().Consumers) == 1 })
+
+	srv.Kill()
+	c.wantError(http.StatusServiceUnavailable, "GET", "/v1/consumers", nil, "accounts store unavailable")
+	c.wantError(http.StatusServiceUnavailable, "POST", "/v1/consumers", `{"name":"beta"}`, "accounts store unavailable")
+	waitFor(t, "the outage is logged", func() bool { return strings.Contains(logs.String(), "keeping the accounts loaded last") })
+	if cs := s.Snapshot().Consumers; len(cs) != 1 {
+		t.Errorf("while Redis is down the replica holds %d consumers, want the 1 loaded last", len(cs))
+	}
+
+	srv.Restart()
+	c.want(http.StatusCreated, "POST", "/v1/consumers", `{"name":"beta"}`, nil)
+	waitFor(t, "the store follows changes again", func() bool { return len(s.Snapshot().Consumers) == 2 })
+	if !strings.Contains(logs.String(), "store answers again") {
+		t.Errorf("the recovery is not logged:\n%s", logs)
+	}
 }

@@ -57,8 +57,6 @@ type Store struct {
 	cfg   Config
 	log   *slog.Logger
 	clock func() time.Time
-	// durable stores (Redis) need the operator's key for provider keys.
-	durable bool
 
 	mu      sync.Mutex
 	cur     *Snapshot
@@ -119,7 +117,6 @@ func open(ctx context.Context, cfg Config, o Options, subscribe bool) (*Store, e
 		}
 	} else {
 		s.b = newRedisBackend(o.Client, o.KeyPrefix, cfg.Channel)
-		s.durable = true
 	}
 	s.cur = &Snapshot{States: map[string]StateRecord{}}
 	lctx, cancel := context.WithTimeout(ctx, opTimeout)
