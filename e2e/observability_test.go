@@ -1,0 +1,872 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/redis/go-redis/v9"
+	"github.com/tidwall/gjson"
+	"gopkg.in/yaml.v3"
+
+	"github.com/tollgate-ai/tollgate/e2e/fakellm"
+	"github.com/tollgate-ai/tollgate/internal/app"
+	"github.com/tollgate-ai/tollgate/internal/redistest"
+	"github.com/tollgate-ai/tollgate/quota"
+)
+
+// Secrets of the observability scenario beside the harness's keys: a
+// fourth consumer's key, a key no consumer has, and the provider keys
+// tollgate injects upstream (read from the environment, as in production).
+const (
+	keyTeamC          = "sk-e2e-team-c"
+	keyUnknown        = "sk-e2e-unknown-0123456789abcdef"
+	providerKeyOpenAI = "sk-proj-e2e-provider-openai-5f1d2c3b4a"
+	providerKeyClaude = "sk-ant-e2e-provider-anthropic-9e8d7c6b"
+)
+
+// writeConfigEnv is writeConfig for a config that reads environment
+// variables (provider keys): it checks the config with env.
+func writeConfigEnv(t *testing.T, dir, cfg string, env map[string]string) string {
+	t.Helper()
+	getenv := func(k string) string { return env[k] }
+	if _, err := app.ParseConfig(strings.NewReader(cfg), getenv); err != nil {
+		t.Fatalf("test config is invalid: %v\n%s", err, cfg)
+	}
+	path := filepath.Join(dir, "tollgate.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startTollgateEnv is startTollgate with environment variables for the
+// config to read, returning tollgate's log as well so that a test can read
+// what tollgate wrote.
+func startTollgateEnv(t *testing.T, name, cfg string, env map[string]string) (*tollgate, *logBuffer) {
+	t.Helper()
+	log := newLog(t, name)
+	path := writeConfigEnv(t, t.TempDir(), cfg, env)
+	ctx, cancel := context.WithCancel(context.Background())
+	type addrs struct{ grpc, admin string }
+	ready := make(chan addrs, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, []string{"serve", "--config", path, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, app.Env{
+			Stdout: log, Stderr: log,
+			Getenv: func(k string) string { return env[k] },
+			Hooks:  app.Hooks{Listening: func(g, a string) { ready <- addrs{g, a} }},
+		})
+	}()
+	tg := &tollgate{}
+	select {
+	case a := <-ready:
+		tg.grpcAddr, tg.adminAddr = a.grpc, a.admin
+	case err := <-done:
+		cancel()
+		t.Fatalf("%s did not start: %v", name, err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatalf("%s did not start within 30s", name)
+	}
+	tg.Stop = sync.OnceValue(func() error {
+		cancel()
+		return <-done
+	})
+	t.Cleanup(func() {
+		if err := tg.Stop(); err != nil {
+			t.Errorf("%s stopped with an error: %v", name, err)
+		}
+	})
+	return tg, log
+}
+
+// metricsPage is one scrape of tollgate's /metrics.
+type metricsPage struct {
+	text string
+	fams map[string]*dto.MetricFamily
+}
+
+// scrapeMetrics reads and parses /metrics on tollgate's admin port, which
+// Prometheus scrapes without the admin token.
+func scrapeMetrics(t *testing.T, adminAddr string) metricsPage {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("cannot scrape /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s %v", resp.Status, err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(b)))
+	if err != nil {
+		t.Fatalf("cannot parse /metrics: %v", err)
+	}
+	return metricsPage{text: string(b), fams: fams}
+}
+
+// sum adds up the counter (or gauge) series of name whose labels include
+// where, grouped by the values of the labels by, joined with "|".
+func (m metricsPage) sum(name string, where map[string]string, by ...string) map[string]float64 {
+	out := map[string]float64{}
+	f := m.fams[name]
+	if f == nil {
+		return out
+	}
+next:
+	for _, s := range f.GetMetric() {
+		l := map[string]string{}
+		for _, lp := range s.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		for k, v := range where {
+			if l[k] != v {
+				continue next
+			}
+		}
+		key := make([]string, len(by))
+		for i, b := range by {
+			key[i] = l[b]
+		}
+		v := s.GetCounter().GetValue()
+		if s.GetGauge() != nil {
+			v = s.GetGauge().GetValue()
+		}
+		out[strings.Join(key, "|")] += v
+	}
+	return out
+}
+
+// names is every sample name the page shows, histograms' _bucket, _sum
+// and _count included.
+func (m metricsPage) names() map[string]bool {
+	out := map[string]bool{}
+	for name, f := range m.fams {
+		out[name] = true
+		if f.GetType() == dto.MetricType_HISTOGRAM {
+			for _, s := range []string{"_bucket", "_sum", "_count"} {
+				out[name+s] = true
+			}
+		}
+	}
+	return out
+}
+
+// observabilityConfig has four consumers — team-a limited to some models,
+// team-b, team-c with a 10-token balance, admin with two requests a
+// minute — and two providers whose keys tollgate injects.
+func observabilityConfig(store string) string {
+	return fmt.Sprintf(`server: {drain_timeout: 30s}
+log: {format: json, level: debug}
+store: %s
+consumers:
+  - name: team-a
+    keys: [%q]
+    models: ["gpt-4o*", "gpt-4.1*", "claude-*", "text-embedding-3-*"]
+  - name: team-b
+    keys: [%q]
+  - name: team-c
+    keys: [%q]
+  - name: admin
+    keys: [%q]
+admin: {token: %q}
+providers:
+  - {name: openai, path_prefix: /v1/, api_key_env: E2E_OPENAI_KEY}
+  - {name: anthropic, path_prefix: /v1/messages, header: x-api-key, api_key_env: E2E_ANTHROPIC_KEY}
+request_ratelimit:
+  - rule_name: admin-rpm
+    rule_items: [{limit_by_consumer: "", limit_keys: [{key: admin, query_per_minute: 2}]}]
+quota:
+  default: {tokens: 100000000, period: month}
+  consumers:
+    team-c: {tokens: 10, period: none}
+`, store, keyTeamA, keyTeamB, keyTeamC, keyAdmin, adminToken)
+}
+
+// outcomes counts how the calls of a scenario ended for their clients, by
+// the decision tollgate must report for them.
+type outcomes struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (o *outcomes) add(decision string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.n == nil {
+		o.n = map[string]int{}
+	}
+	o.n[decision]++
+}
+
+func (o *outcomes) get() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range o.n {
+		out[k] = v
+	}
+	return out
+}
+
+// usageKey is a consumer and a model, as tollgate counts usage.
+type usageKey struct{ consumer, model string }
+
+func (k usageKey) String() string { return k.consumer + "/" + k.model }
+
+// usageRow is usage in the shape the three sides (provider, store,
+// metrics) can be compared in.
+type usageRow struct {
+	Requests, Input, Output, CachedInput, CacheCreation, Reasoning int64
+}
+
+// expectedUsage is what tollgate must have charged for each consumer and
+// model, from the fake provider's ledger: the usage it reported, or, when
+// it reported none (omitted, or a stream the client cut), tollgate's own
+// count of what was sent; nothing for an error answer.
+func (u *upstream) expectedUsage(t *testing.T) map[usageKey]usageRow {
+	t.Helper()
+	out := map[usageKey]usageRow{}
+	for _, r := range u.Requests() {
+		k := usageKey{r.Header.Get("x-tollgate-consumer"), gjson.GetBytes(r.Body, "model").String()}
+		row := out[k]
+		row.Requests++
+		rep, ok := u.Reported(r.ID)
+		switch {
+		case !ok || rep.Status != http.StatusOK:
+		case rep.UsageSent:
+			row.Input += rep.Usage.Input
+			row.Output += rep.Usage.Output
+			row.CachedInput += rep.Usage.CachedInput
+			row.CacheCreation += rep.Usage.CacheCreation
+			row.Reasoning += rep.Usage.Reasoning
+		default:
+			own := ownCount(t, r, rep)
+			row.Input += own.Input
+			row.Output += own.Output
+		}
+		out[k] = row
+	}
+	return out
+}
+
+// committedUsage is what the admin API says one consumer used of one model.
+func committedUsage(t *testing.T, adminAddr string, k usageKey) (usageRow, error) {
+	now := time.Now().UTC()
+	q := url.Values{
+		"consumer": {k.consumer}, "model": {k.model},
+		"from": {now.AddDate(0, 0, -1).Format(time.DateOnly)},
+		"to":   {now.AddDate(0, 0, 1).Format(time.DateOnly)},
+	}
+	var rep quota.UsageReport
+	if err := adminGet(t, adminAddr, "/v1/usage?"+q.Encode(), &rep); err != nil {
+		return usageRow{}, err
+	}
+	c := rep.Total
+	return usageRow{c.Requests, c.Input, c.Output, c.CachedInput, c.CacheCreation, c.Reasoning}, nil
+}
+
+// metricUsage is tollgate_tokens_total by consumer and model.
+func (m metricsPage) metricUsage() map[usageKey]usageRow {
+	out := map[usageKey]usageRow{}
+	for key, v := range m.sum("tollgate_tokens_total", nil, "consumer", "model", "type") {
+		p := strings.SplitN(key, "|", 3)
+		k := usageKey{p[0], p[1]}
+		row := out[k]
+		n := int64(v)
+		switch p[2] {
+		case "input":
+			row.Input += n
+		case "output":
+			row.Output += n
+		case "cached_input":
+			row.CachedInput += n
+		case "cache_creation":
+			row.CacheCreation += n
+		case "reasoning":
+			row.Reasoning += n
+		}
+		out[k] = row
+	}
+	return out
+}
+
+// usageEvent is the part of a usage record this suite reads.
+type usageEvent struct {
+	RequestID      string `json:"request_id"`
+	EnvoyRequestID string `json:"envoy_request_id"`
+	Consumer       string `json:"consumer"`
+	Model          string `json:"model"`
+	Status         int    `json:"status"`
+	InputTokens    int64  `json:"input_tokens,string"`
+	OutputTokens   int64  `json:"output_tokens,string"`
+}
+
+// readUsageEvents returns the records of tollgate's usage-event stream on a
+// single Redis node, and the raw text of every entry.
+func readUsageEvents(t *testing.T, addr string) ([]usageEvent, string) {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	msgs, err := c.XRange(context.Background(), "tollgate:usage-events", "-", "+").Result()
+	if err != nil {
+		t.Fatalf("XRANGE tollgate:usage-events: %v", err)
+	}
+	var raw strings.Builder
+	out := make([]usageEvent, 0, len(msgs))
+	for _, m := range msgs {
+		for k, v := range m.Values {
+			fmt.Fprintf(&raw, "%s %s=%v\n", m.ID, k, v)
+		}
+		s, ok := m.Values["record"].(string)
+		if !ok {
+			t.Fatalf("usage event %s has no record field: %v", m.ID, m.Values)
+		}
+		var ev usageEvent
+		if err := json.Unmarshal([]byte(s), &ev); err != nil {
+			t.Fatalf("usage event %s: %v\n%s", m.ID, err, s)
+		}
+		out = append(out, ev)
+	}
+	return out, raw.String()
+}
+
+// TestObservability runs mixed traffic — four consumers, several models and
+// APIs, streamed and not, a provider error, a stream the client cuts, an
+// answer without usage, refusals of every kind, and a Redis outage whose
+// settlements are spooled and replayed — through the whole chain, then
+// reads tollgate's /metrics, log and usage-event stream:
+//
+//   - tollgate_tokens_total per consumer and model equals what the store
+//     committed (admin API) and what the provider reported;
+//   - tollgate_requests_total by decision equals what the clients saw;
+//   - every metric the shipped dashboard and alert rules use is exposed;
+//   - no API key, provider key or admin token appears in /metrics, the log
+//     or the usage events;
+//   - every request that reached the provider appears exactly once in the
+//     usage-event stream, the spooled ones included.
+func TestObservability(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.StartWith(t, redistest.Options{AppendOnly: true})
+	env := map[string]string{"E2E_OPENAI_KEY": providerKeyOpenAI, "E2E_ANTHROPIC_KEY": providerKeyClaude}
+	cfg := observabilityConfig(redisStore([]string{rdb.Addr()}, "fail_closed", t.TempDir()))
+	llm := startUpstream(t)
+	tg, tgLog := startTollgateEnv(t, "tollgate", cfg, env)
+	front := startEnvoy(t, "envoy", tg.grpcAddr, llm)
+	ctx := context.Background()
+	var seen outcomes
+	oa := func(key string) openai.Client { return openaiClient(front.URL, key) }
+	// refused expects a refusal with status and records its decision.
+	refused := func(what string, err error, status int, decision string) {
+		t.Helper()
+		if _, code := apiStatus(t, err); code != status {
+			t.Errorf("%s: got %d, want %d", what, code, status)
+		}
+		seen.add(decision)
+	}
+	ok := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		seen.add("allowed")
+	}
+
+	// team-a: every counted API, two providers.
+	a := oa(keyTeamA)
+	_, err := a.Chat.Completions.New(ctx, userChat("gpt-4o", "Hello, gateway."),
+		plan("chunks", "7", "usage", "input=120,output=40,cached=64,reasoning=10")...)
+	ok("team-a chat", err)
+	readChat(t, a, userChat("gpt-4o-mini", "Stream a few words."), plan("chunks", "25", "content", `"word "`)...)
+	seen.add("allowed")
+	_, err = a.Responses.New(ctx, responses.ResponseNewParams{
+		Model: "gpt-4.1-mini",
+		Input: responses.ResponseNewParamsInputUnion{OfString: openai.String("Answer with the Responses API.")},
+	}, plan("chunks", "6", "usage", "input=50,output=6,cached=20")...)
+	ok("team-a responses", err)
+	_, err = a.Embeddings.New(ctx, openai.EmbeddingNewParams{
+		Model: "text-embedding-3-small",
+		Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: []string{"one text to embed", "and another"}},
+	})
+	ok("team-a embeddings", err)
+	ac := anthropicClient(front.URL, keyTeamA)
+	st := ac.Messages.NewStreaming(ctx, anthropic.MessageNewParams{
+		Model: "claude-sonnet-4-5", MaxTokens: 256,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Hello from the Anthropic SDK."))},
+	}, anthropicPlan("chunks", "30", "split", "5", "usage", "input=90,output=30,cached=40,cache_creation=10")...)
+	for st.Next() {
+	}
+	ok("team-a anthropic stream", st.Err())
+	_, err = a.Chat.Completions.New(ctx, userChat("o3-pro", "Not my model."))
+	refused("team-a model outside its list", err, http.StatusForbidden, "forbidden")
+
+	// team-b: usage asked by the client, usage omitted by the provider, a
+	// provider error, and a stream the client cuts.
+	b := oa(keyTeamB)
+	withUsage := userChat("gpt-4o", "Stream and tell me the usage.")
+	withUsage.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+	readChat(t, b, withUsage, plan("chunks", "9", "split", "7", "usage", "input=33,output=9,reasoning=4")...)
+	seen.add("allowed")
+	_, err = b.Chat.Completions.New(ctx, userChat("gpt-4o", "Count it yourself."), plan("chunks", "12", "fault", "omit-usage")...)
+	ok("team-b without usage", err)
+	_, err = b.Chat.Completions.New(ctx, userChat("gpt-4.1", "Fail, please."), plan("fault", "status=500")...)
+	refused("team-b provider error", err, http.StatusInternalServerError, "allowed")
+	// A model name holding a provider key must not carry it into metrics,
+	// logs or usage events.
+	_, err = b.Chat.Completions.New(ctx, userChat("ft:"+providerKeyOpenAI, "A pasted key."), plan("chunks", "2")...)
+	ok("team-b with a key in the model name", err)
+	cutStream(t, b, llm)
+	seen.add("allowed")
+
+	// Refusals: no key, an unknown key, a rate limit, an empty balance.
+	noKey := openaiClient(front.URL, "unused", option.WithHeaderDel("Authorization"))
+	_, err = noKey.Chat.Completions.New(ctx, userChat("gpt-4o", "hi"))
+	refused("no key", err, http.StatusUnauthorized, "unauthenticated")
+	unknown := oa(keyUnknown)
+	_, err = unknown.Chat.Completions.New(ctx, userChat("gpt-4o", "hi"))
+	refused("unknown key", err, http.StatusUnauthorized, "unauthenticated")
+	adm := oa(keyAdmin)
+	for i := range 2 {
+		_, err = adm.Chat.Completions.New(ctx, userChat("gpt-4o-mini", "ping"), plan("chunks", "2")...)
+		ok(fmt.Sprintf("admin call %d", i), err)
+	}
+	_, err = adm.Chat.Completions.New(ctx, userChat("gpt-4o-mini", "ping"))
+	refused("admin over its request rate", err, http.StatusTooManyRequests, "rate_limited")
+	small := userChat("gpt-4o-mini", "A long answer, please.")
+	small.MaxTokens = openai.Int(100)
+	c := oa(keyTeamC)
+	_, err = c.Chat.Completions.New(ctx, small)
+	refused("team-c over its balance", err, http.StatusForbidden, "quota_exhausted")
+
+	// Redis goes away while a stream is in flight: its settlement waits in
+	// the spool; new calls are refused (fail_closed) until Redis is back.
+	inFlight := streamInBackground(b, 20, "spooled")
+	llm.waitRequests(t, len(llm.Requests())+1)
+	rdb.Kill()
+	if res := <-inFlight; res.err != nil {
+		t.Fatalf("a stream admitted before Redis died must finish: %v", res.err)
+	}
+	seen.add("allowed")
+	for range 2 {
+		_, err = b.Chat.Completions.New(ctx, userChat("gpt-4o", "Is Redis there?"))
+		refused("call while Redis is down", err, http.StatusServiceUnavailable, "store_error")
+	}
+	rdb.Restart()
+	eventually(t, "a call once Redis is back", func() error {
+		_, err := b.Chat.Completions.New(ctx, userChat("gpt-4o", "Is Redis back?"), plan("chunks", "3")...)
+		if err == nil {
+			seen.add("allowed")
+			return nil
+		}
+		if _, code := apiStatus(t, err); code == http.StatusServiceUnavailable {
+			seen.add("store_error")
+		}
+		return err
+	})
+
+	want := llm.expectedUsage(t)
+	t.Run("tokens per consumer and model", func(t *testing.T) {
+		for k, w := range want {
+			eventually(t, "committed usage of "+k.String(), func() error {
+				got, err := committedUsage(t, tg.adminAddr, k)
+				if err != nil {
+					return err
+				}
+				if got != w {
+					return fmt.Errorf("store has %+v, the provider's ledger says %+v", got, w)
+				}
+				return nil
+			})
+		}
+		// In metrics, a model name that holds a credential is counted as
+		// "other"; requests are counted by tollgate_requests_total.
+		wantLabels := map[usageKey]usageRow{}
+		for k, w := range want {
+			if strings.Contains(k.model, providerKeyOpenAI) {
+				k.model = "other"
+			}
+			row := wantLabels[k]
+			row.Input += w.Input
+			row.Output += w.Output
+			row.CachedInput += w.CachedInput
+			row.CacheCreation += w.CacheCreation
+			row.Reasoning += w.Reasoning
+			wantLabels[k] = row
+		}
+		if _, ok := wantLabels[usageKey{"team-b", "other"}]; !ok {
+			t.Fatal("the request with a key in its model name is missing")
+		}
+		var m metricsPage
+		eventually(t, "tollgate_tokens_total to match the store", func() error {
+			m = scrapeMetrics(t, tg.adminAddr)
+			got := m.metricUsage()
+			var errs []error
+			for k, w := range wantLabels {
+				if got[k] != w {
+					errs = append(errs, fmt.Errorf("%s: /metrics has %+v, the store %+v", k, got[k], w))
+				}
+			}
+			for k, g := range got {
+				if _, ok := wantLabels[k]; !ok && g != (usageRow{}) {
+					errs = append(errs, fmt.Errorf("%s: /metrics has %+v, the store nothing", k, g))
+				}
+			}
+			return errors.Join(errs...)
+		})
+		t.Logf("usage per consumer/model checked: %d pairs", len(want))
+		if n := len(want); n < 8 {
+			t.Errorf("the traffic covered only %d consumer/model pairs", n)
+		}
+	})
+
+	t.Run("requests by decision", func(t *testing.T) {
+		wantDec := seen.get()
+		if got := int(len(llm.Requests())); got != wantDec["allowed"] {
+			t.Fatalf("the provider saw %d requests, the clients %d allowed ones", got, wantDec["allowed"])
+		}
+		eventually(t, "tollgate_requests_total by decision", func() error {
+			got := scrapeMetrics(t, tg.adminAddr).sum("tollgate_requests_total", nil, "decision")
+			var errs []error
+			for d, n := range wantDec {
+				if int(got[d]) != n {
+					errs = append(errs, fmt.Errorf("decision %s: /metrics has %v, clients saw %d", d, got[d], n))
+				}
+			}
+			for d, n := range got {
+				if _, ok := wantDec[d]; !ok && n != 0 {
+					errs = append(errs, fmt.Errorf("decision %s: /metrics has %v, clients saw none", d, n))
+				}
+			}
+			return errors.Join(errs...)
+		})
+		t.Logf("decisions: %v", wantDec)
+		m := scrapeMetrics(t, tg.adminAddr)
+		if r := m.sum("tollgate_requests_total", map[string]string{"decision": "rate_limited"}, "rule"); r["admin-rpm"] != 1 {
+			t.Errorf("the rate-limit refusal is not counted under its rule: %v", r)
+		}
+		if got := m.sum("tollgate_upstream_responses_total", nil, "provider", "status_class"); got["openai|5xx"] != 1 || got["anthropic|2xx"] != 1 {
+			t.Errorf("upstream responses by provider and class: %v", got)
+		}
+	})
+
+	t.Run("dashboard and alert rules use exposed metrics", func(t *testing.T) {
+		exposed := scrapeMetrics(t, tg.adminAddr).names()
+		used, recorded := shippedQueries(t)
+		var names []string
+		for n := range used {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if !exposed[n] && !recorded[n] {
+				t.Errorf("%s uses %s, which tollgate's /metrics does not show after the traffic", used[n], n)
+			}
+		}
+		if len(names) < 10 {
+			t.Errorf("found only %d metric names in the dashboard and rules: %v", len(names), names)
+		}
+		t.Logf("%d metric names checked: %s", len(names), strings.Join(names, " "))
+	})
+
+	events, rawEvents := readUsageEvents(t, rdb.Addr())
+	t.Run("every request once in the usage events", func(t *testing.T) {
+		byEnvoyID := map[string]int{}
+		byID := map[string]int{}
+		for _, ev := range events {
+			byEnvoyID[ev.EnvoyRequestID]++
+			byID[ev.RequestID]++
+		}
+		for _, r := range llm.Requests() {
+			if n := byEnvoyID[r.ID]; n != 1 {
+				t.Errorf("request %s (%s, tag %q) appears %d times in the usage events", r.ID, r.Header.Get("x-tollgate-consumer"), r.Header.Get("x-e2e-tag"), n)
+			}
+		}
+		for id, n := range byID {
+			if n != 1 {
+				t.Errorf("settlement %s appears %d times in the usage events", id, n)
+			}
+		}
+		if len(events) != len(llm.Requests()) {
+			t.Errorf("%d usage events for %d requests that reached the provider", len(events), len(llm.Requests()))
+		}
+	})
+
+	t.Run("no secret in metrics, log or usage events", func(t *testing.T) {
+		places := map[string]string{
+			"/metrics":     scrapeMetrics(t, tg.adminAddr).text,
+			"tollgate log": tgLog.String(),
+			"usage events": rawEvents,
+		}
+		for _, secret := range []string{keyTeamA, keyTeamB, keyTeamC, keyAdmin, keyUnknown, adminToken, providerKeyOpenAI, providerKeyClaude} {
+			for where, text := range places {
+				if strings.Contains(text, secret) {
+					t.Errorf("%s contains the secret %q", where, secret)
+				}
+			}
+		}
+		// The provider keys did go upstream: the check above is not vacuous.
+		for _, r := range llm.Requests() {
+			if r.Header.Get("authorization") != "Bearer "+providerKeyOpenAI && r.Header.Get("x-api-key") != providerKeyClaude {
+				t.Errorf("request %s reached the provider without a provider key", r.ID)
+			}
+		}
+		if !strings.Contains(places["tollgate log"], `"consumer":"team-c"`) {
+			t.Errorf("the log has no request lines to check")
+		}
+	})
+}
+
+// cutStream reads a few chunks of a slow stream, then goes away, and waits
+// until the provider has stopped sending, so that its ledger is final.
+func cutStream(t *testing.T, c openai.Client, llm *upstream) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	before := len(llm.Requests())
+	st := c.Chat.Completions.NewStreaming(ctx, userChat("gpt-4o-mini", "Count slowly."),
+		append(plan("chunks", "100", "delay", "200ms", "content", `"step "`), option.WithHeader("x-e2e-tag", "cut"))...)
+	for got := 0; got < 3 && st.Next(); {
+		for _, ch := range st.Current().Choices {
+			if ch.Delta.Content != "" {
+				got++
+			}
+		}
+	}
+	cancel()
+	for st.Next() {
+	}
+	_ = st.Close()
+	llm.waitRequests(t, before+1)
+	id := llm.Requests()[before].ID
+	var last fakellm.Report
+	eventually(t, "the provider to stop the cut stream", func() error {
+		rep, _ := llm.Reported(id)
+		if rep.Completed {
+			return errors.New("the provider finished the stream: the cancel did not reach it")
+		}
+		if rep.Chunks != last.Chunks || rep.Chunks == 0 {
+			last = rep
+			time.Sleep(300 * time.Millisecond)
+			return errors.New("still streaming")
+		}
+		return nil
+	})
+}
+
+// shippedQueries returns the metric names the Grafana dashboard and the
+// Prometheus rules query, each with where it is used first, and the names
+// the rules record (which Prometheus makes, not tollgate).
+func shippedQueries(t *testing.T) (used map[string]string, recorded map[string]bool) {
+	t.Helper()
+	used, recorded = map[string]string{}, map[string]bool{}
+	add := func(where, expr string) {
+		names := promQLNames(expr)
+		if len(names) == 0 {
+			t.Errorf("%s: no metric name found in %q", where, expr)
+		}
+		for _, n := range names {
+			if _, ok := used[n]; !ok {
+				used[n] = where
+			}
+		}
+	}
+	b, err := os.ReadFile("../envoy/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels     []json.RawMessage `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name  string `json:"name"`
+				Query any    `json:"query"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("grafana-dashboard.json: %v", err)
+	}
+	var walk func([]json.RawMessage)
+	walk = func(ps []json.RawMessage) {
+		for _, raw := range ps {
+			var p struct {
+				Title   string `json:"title"`
+				Targets []struct{ Expr string }
+				Panels  []json.RawMessage `json:"panels"`
+			}
+			if err := json.Unmarshal(raw, &p); err != nil {
+				t.Fatalf("grafana-dashboard.json: panel: %v", err)
+			}
+			for _, tg := range p.Targets {
+				add("dashboard panel "+p.Title, tg.Expr)
+			}
+			walk(p.Panels)
+		}
+	}
+	walk(dash.Panels)
+	for _, v := range dash.Templating.List {
+		q, _ := v.Query.(map[string]any)
+		s, _ := q["query"].(string)
+		if name, ok := strings.CutPrefix(s, "label_values("); ok {
+			name, _, _ = strings.Cut(name, ",")
+			add("dashboard variable "+v.Name, strings.TrimSpace(name))
+		}
+	}
+	b, err = os.ReadFile("../envoy/prometheus-rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct{ Record, Alert, Expr string }
+		}
+	}
+	if err := yaml.Unmarshal(b, &rules); err != nil {
+		t.Fatalf("prometheus-rules.yaml: %v", err)
+	}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				recorded[r.Record] = true
+			}
+			add("rule "+r.Record+r.Alert, r.Expr)
+		}
+	}
+	return used, recorded
+}
+
+// promQLNames returns the metric names a PromQL expression selects. It
+// reads the expression as a stream of tokens: strings, label matchers
+// ({…}), ranges ([…]), numbers and durations, and Grafana variables ($x,
+// ${x}) are skipped; an identifier followed by "(" is a function or an
+// aggregation; a grouping keyword takes its label list with it; what is
+// left, apart from PromQL's operators and modifiers, is a metric name.
+func promQLNames(expr string) []string {
+	const (
+		keywords  = " and or unless bool offset by without on ignoring group_left group_right inf nan "
+		groupings = " by without on ignoring group_left group_right "
+		aggrs     = " sum min max avg group stddev stdvar count count_values bottomk topk quantile limitk limit_ratio "
+	)
+	is := func(list, w string) bool { return strings.Contains(list, " "+w+" ") }
+	identStart := func(c byte) bool { return c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+	ident := func(c byte) bool { return identStart(c) || c >= '0' && c <= '9' }
+	// closing returns the index after the bracket that closes the one at
+	// i, skipping strings inside.
+	closing := func(i int) int {
+		open, close := expr[i], map[byte]byte{'{': '}', '[': ']', '(': ')'}[expr[i]]
+		depth := 0
+		for ; i < len(expr); i++ {
+			switch c := expr[i]; {
+			case c == '"' || c == '\'' || c == '`':
+				j := i + 1
+				for j < len(expr) && expr[j] != c {
+					if expr[j] == '\\' && c != '`' {
+						j++
+					}
+					j++
+				}
+				i = j
+			case c == open:
+				depth++
+			case c == close:
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return len(expr)
+	}
+	var names []string
+	for i := 0; i < len(expr); {
+		c := expr[i]
+		switch {
+		case c == '"' || c == '\'' || c == '`':
+			j := i + 1
+			for j < len(expr) && expr[j] != c {
+				if expr[j] == '\\' && c != '`' {
+					j++
+				}
+				j++
+			}
+			i = j + 1
+		case c == '{' || c == '[':
+			i = closing(i)
+		case c == '$':
+			i++
+			if i < len(expr) && expr[i] == '{' {
+				i = closing(i)
+			}
+			for i < len(expr) && ident(expr[i]) {
+				i++
+			}
+		case c >= '0' && c <= '9' || c == '.':
+			for i < len(expr) && (ident(expr[i]) || expr[i] == '.') {
+				i++
+			}
+		case identStart(c):
+			j := i
+			for j < len(expr) && ident(expr[j]) {
+				j++
+			}
+			word := expr[i:j]
+			k := j
+			for k < len(expr) && strings.IndexByte(" \t\r\n", expr[k]) >= 0 {
+				k++
+			}
+			paren := k < len(expr) && expr[k] == '('
+			i = j
+			switch {
+			case paren && is(groupings, word):
+				i = closing(k)
+			case paren, is(keywords, word), is(aggrs, word):
+			default:
+				names = append(names, word)
+			}
+		default:
+			i++
+		}
+	}
+	return names
+}
+
+// TestObservabilityPromQLNames checks the extractor the dashboard check
+// relies on, so that it cannot pass by finding no names.
+func TestObservabilityPromQLNames(t *testing.T) {
+	for _, tc := range []struct{ expr, want string }{
+		{`sum by (consumer) (rate(tollgate_tokens_total{type=~"input|output"}[5m]))`, "tollgate_tokens_total"},
+		{`histogram_quantile(0.99, sum by (le, op) (rate(tollgate_store_duration_seconds_bucket[$__rate_interval])))`, "tollgate_store_duration_seconds_bucket"},
+		{"consumer:tollgate_tokens:rate5m\n  > 3 * avg_over_time(consumer:tollgate_tokens:rate5m[1d])\nand consumer:tollgate_tokens:rate5m > 10",
+			"consumer:tollgate_tokens:rate5m consumer:tollgate_tokens:rate5m consumer:tollgate_tokens:rate5m"},
+		{`a_total / on (provider) group_left(x) sum without (le) (b{c="}"}) offset 5m`, "a_total b"},
+		{`sum(increase(x_total{consumer=~"${consumer:regex}"}[$__range])) unless y_total == bool 1`, "x_total y_total"},
+		{`topk(20, sum by (consumer) (z))`, "z"},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			if got := strings.Join(promQLNames(tc.expr), " "); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
