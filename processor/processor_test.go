@@ -69,8 +69,11 @@ func newFixtureConsumers(t testing.TB, src string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewPolicy(PolicyOptions{Config: c.Processing, Providers: c.Providers, Consumers: reg, Rules: rules, Quota: q.Bind(reg),
-		Getenv: func(k string) string { return env[k] }})
+	providers, err := ResolveProviders("providers", c.Providers, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPolicy(PolicyOptions{Config: c.Processing, Providers: providers, Consumers: reg, Rules: rules, Quota: q.Bind(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}

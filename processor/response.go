@@ -27,7 +27,12 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	hs := headers{list: h.GetHeaders().GetHeaders()}
 	st.status, _ = strconv.Atoi(hs.value(":status"))
 	// Envoy's own 503 (connect failure) and 504 (timeout) arrive here too.
-	st.permit.Done(st.status, st.s.o.Clock().Sub(st.upstreamAt), false)
+	now := st.s.o.Clock()
+	st.permit.Done(st.status, now.Sub(st.upstreamAt), false)
+	if (st.status == 401 || st.status == 429) && st.providerKey != "" {
+		// The provider refused this key: the next calls use the others.
+		st.s.keys.rest(st.provider.name, st.providerKey, now.Add(st.provider.rest))
+	}
 	st.rateHeaders(&m)
 	if st.fallbackFrom != "" {
 		m.setHeader("x-tollgate-fallback", st.fallbackFrom+" -> "+st.provider.name)

@@ -46,13 +46,13 @@ type Policy struct {
 
 // PolicyOptions are the parts a Policy is built from.
 type PolicyOptions struct {
-	Config    Config
-	Providers []ProviderConfig
+	Config Config
+	// Providers are the upstreams whose keys are injected, with their keys
+	// read (ResolveProviders, or package accounts).
+	Providers []Provider
 	Consumers *consumer.Registry
 	Rules     *limiter.Rules
 	Quota     *quota.Policy
-	// Getenv reads provider keys; default os.Getenv.
-	Getenv func(string) string
 }
 
 // NewPolicy validates and compiles a Policy.
@@ -60,11 +60,8 @@ func NewPolicy(o PolicyOptions) (*Policy, error) {
 	if err := o.Config.Validate("processing"); err != nil {
 		return nil, err
 	}
-	ps, err := compileProviders("providers", o.Providers, o.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	p := &Policy{Consumers: o.Consumers, Rules: o.Rules, Quota: o.Quota, cfg: o.Config, providers: ps}
+	p := &Policy{Consumers: o.Consumers, Rules: o.Rules, Quota: o.Quota, cfg: o.Config, providers: compileProviders(o.Providers)}
+	var err error
 	if p.cfg.UnknownPaths == "" {
 		p.cfg.UnknownPaths = "pass"
 	}
@@ -114,6 +111,7 @@ type Server struct {
 	o      Options
 	policy atomic.Pointer[Policy]
 	pool   sync.Pool // *stream
+	keys   *keyRing
 }
 
 // New returns a Server judging requests by p.
@@ -127,7 +125,7 @@ func New(o Options, p *Policy) *Server {
 	if o.SettleTimeout == 0 {
 		o.SettleTimeout = 5 * time.Second
 	}
-	s := &Server{o: o}
+	s := &Server{o: o, keys: newKeyRing()}
 	s.policy.Store(p)
 	s.pool.New = func() any { return new(stream) }
 	return s
@@ -194,9 +192,21 @@ func phaseOf(req *extprocv3.ProcessingRequest) telemetry.Phase {
 // ProviderSecrets returns the provider keys the policy injects, for
 // telemetry to keep out of everything it reports.
 func (p *Policy) ProviderSecrets() []string {
-	out := make([]string, 0, len(p.providers))
+	var out []string
 	for _, pr := range p.providers {
-		out = append(out, strings.TrimPrefix(pr.value, "Bearer "))
+		for _, k := range pr.keys {
+			out = append(out, strings.TrimPrefix(k.value, "Bearer "))
+		}
 	}
 	return out
 }
+
+// ProviderResting returns until when this replica leaves a provider's key
+// out of the rotation because the provider refused it (zero: it does not).
+func (s *Server) ProviderResting(provider, keyID string) time.Time {
+	return s.keys.restingUntil(provider, keyID)
+}
+
+// ProviderHealth returns the providers' recent health as this replica saw
+// it (the breakers' figures).
+func (s *Server) ProviderHealth() any { return s.o.Breakers.Health() }

@@ -63,6 +63,7 @@ type stream struct {
 	fallbackModel  string // the model the fallback provider is called with
 	permit         breaker.Permit
 	leaseStop      chan struct{} // stops the renewal of in-flight leases
+	providerKey    string        // the id of the provider key injected
 	upstreamAt     time.Time     // when the request went upstream
 
 	// Admission.
@@ -184,7 +185,14 @@ func (st *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingR
 	}
 	st.removeCredential(&m, where)
 	if st.provider != nil {
-		m.setHeader(st.provider.header, st.provider.value)
+		k := st.s.keys.pick(st.provider, st.s.o.Clock())
+		if k == nil {
+			// Never forward the client's own credential instead.
+			return st.reject(&apiError{status: 503, kind: "server_error", code: "provider_unavailable", decision: telemetry.ProviderUnavailable,
+				message: "The gateway has no API key for the provider " + st.provider.name + "."})
+		}
+		st.providerKey = k.id
+		m.setHeader(st.provider.header, k.value)
 		m.setHeader("x-tollgate-provider", st.provider.name)
 	}
 

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/tollgate-ai/tollgate/accounts"
 	"github.com/tollgate-ai/tollgate/admin"
 	"github.com/tollgate-ai/tollgate/alerts"
 	"github.com/tollgate-ai/tollgate/breaker"
@@ -37,6 +38,7 @@ type Config struct {
 	Telemetry  telemetry.Config           `yaml:"telemetry"`
 	Breaker    breaker.Config             `yaml:"breaker"`
 	Alerts     alerts.Config              `yaml:"alerts"`
+	Accounts   accounts.Config            `yaml:"accounts"`
 }
 
 // ServerConfig is where tollgate listens and how it stops.
@@ -99,6 +101,7 @@ func (c *Config) Validate(getenv func(string) string) error {
 		c.Telemetry.Validate("telemetry"),
 		c.Breaker.Validate("breaker"),
 		c.Alerts.Validate("alerts"),
+		c.Accounts.Validate("accounts", getenv),
 	)
 	for name := range c.Breaker.Providers {
 		if !hasProvider(c.Providers, name) {

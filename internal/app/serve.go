@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,12 +14,11 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/tollgate-ai/tollgate/accounts"
 	"github.com/tollgate-ai/tollgate/admin"
 	"github.com/tollgate-ai/tollgate/alerts"
 	"github.com/tollgate-ai/tollgate/breaker"
-	"github.com/tollgate-ai/tollgate/consumer"
 	"github.com/tollgate-ai/tollgate/ledger"
-	"github.com/tollgate-ai/tollgate/limiter"
 	"github.com/tollgate-ai/tollgate/processor"
 	"github.com/tollgate-ai/tollgate/quota"
 	"github.com/tollgate-ai/tollgate/telemetry"
@@ -33,38 +31,10 @@ type Hooks struct {
 	Listening func(grpcAddr, adminAddr string)
 }
 
-// buildPolicy compiles the parts of the config that a reload may change.
-func buildPolicy(c *Config, getenv func(string) string) (*processor.Policy, error) {
-	consumers, err := consumer.NewRegistry(consumer.Options{Consumers: c.Consumers, Tiers: c.Tiers, Getenv: getenv})
-	if err != nil {
-		return nil, err
-	}
-	rules, err := limiter.Compile(c.Limits)
-	if err != nil {
-		return nil, err
-	}
-	q, err := quota.Compile(c.Quota)
-	if err != nil {
-		return nil, err
-	}
-	return processor.NewPolicy(processor.PolicyOptions{
-		Config:    c.Processing,
-		Providers: c.Providers,
-		Consumers: consumers,
-		Rules:     rules,
-		Quota:     q.Bind(consumers),
-		Getenv:    getenv,
-	})
-}
-
 // Serve runs tollgate with config c until ctx is done, then drains: the
 // gRPC server stops taking streams, the streams in flight finish and
 // settle, and the store flushes what it could not send.
 func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string) string, reload <-chan *Config, hooks Hooks) error {
-	policy, err := buildPolicy(c, getenv)
-	if err != nil {
-		return err
-	}
 	store, err := ledger.Open(ctx, c.Store, ledger.Options{Logger: log})
 	if err != nil {
 		return fmt.Errorf("cannot open the store: %w", err)
@@ -74,6 +44,16 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string)
 			log.Error("cannot close the store cleanly", "err", err)
 		}
 	}()
+	acc, err := accounts.Open(ctx, c.Accounts, accounts.Options{Client: store.Client(), KeyPrefix: c.Store.Redis.KeyPrefix, Getenv: getenv, Logger: log})
+	if err != nil {
+		return fmt.Errorf("cannot open the accounts: %w", err)
+	}
+	defer acc.Close()
+	pols := &policies{getenv: getenv, log: log}
+	policy, err := pols.build(c, acc.Snapshot())
+	if err != nil {
+		return err
+	}
 
 	var proc *processor.Server
 	tel, err := telemetry.New(ctx, c.Telemetry, telemetry.Options{
@@ -119,6 +99,8 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string)
 		}()
 	}
 	proc = processor.New(processor.Options{Store: store, Logger: log, Telemetry: tel, Breakers: breakers, Alerts: al}, policy)
+	pols.proc = proc
+	go acc.Watch(ctx, func(s *accounts.Snapshot) { pols.rebuild(pols.cfg.Load(), s) })
 	// WaitForHandlers makes Stop wait for the handlers, so that streams cut
 	// at the drain timeout still settle before the store closes.
 	grpcSrv := grpc.NewServer(grpc.WaitForHandlers(true))
@@ -132,10 +114,11 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string)
 		Store:     store,
 		Consumers: func() []string { return proc.Policy().Consumers.Names() },
 	}))
-	api.HandleFunc("GET /v1/providers/health", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"providers": breakers.Health()})
-	})
+	accAPI := accounts.NewAPI(accounts.APIOptions{Store: acc, Base: pols.base, ProviderHealth: proc.ProviderHealth,
+		ProviderResting: proc.ProviderResting, Logger: log})
+	for _, prefix := range accounts.Prefixes {
+		api.Handle(prefix, accAPI)
+	}
 	adminHandler, err := admin.New(admin.Options{Config: c.Admin, Getenv: getenv, Ready: store.Ping, API: api, Metrics: tel.MetricsHandler()})
 	if err != nil {
 		return err
@@ -175,12 +158,7 @@ loop:
 			serveErr = fmt.Errorf("server stopped: %w", err)
 			break loop
 		case nc := <-reload:
-			p, err := buildPolicy(nc, getenv)
-			if err != nil {
-				log.Error("config reload refused; the running config stays", "err", err)
-				continue
-			}
-			proc.SetPolicy(p)
+			pols.rebuild(nc, acc.Snapshot())
 			breakers.Reconfigure(nc.Breaker)
 			if err := al.Update(nc.Alerts); err != nil {
 				log.Error("alerts config reload refused", "err", err)
