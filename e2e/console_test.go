@@ -174,25 +174,25 @@ func (b *browser) waitAttr(sel, attr, want, refresh string) {
 }
 
 // TestConsole drives the web console in headless Chromium the way an
-// operator would, checking each step against the admin API and the traffic
-// through the emulated Envoy.
+// operator would — log in, create a consumer, issue it a key, watch its
+// usage, top it up, revoke the key — and checks each step against the admin
+// API and the traffic through the emulated Envoy.
 func TestConsole(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, baseConfig(memoryStore, `quota:
-  consumers:
-    team-a: {tokens: 20000, period: month}
+	s := newStack(t, baseConfig(memoryStore, `tiers:
+  - name: standard
+    limits: {token_per_minute: 100000, query_per_minute: 60}
 `))
 	admin := "http://" + s.tollgate.adminAddr
 	b := newBrowser(t)
 	ctx := context.Background()
+	const name = "acme"
 
 	b.do("open the console", chromedp.Navigate(admin+"/console/"), chromedp.WaitVisible(chromedp.ID("token")))
-	t.Run("a wrong token is refused", func(t *testing.T) {
-		b.do("log in with a wrong token",
-			chromedp.SendKeys(chromedp.ID("token"), "not-the-token"),
-			chromedp.Click(chromedp.ID("login")))
-		get(b, "wait for the refusal", chromedp.Poll[bool](`document.querySelector('.login-error').textContent.includes('not the admin token')`))
-	})
+	b.do("log in with a wrong token",
+		chromedp.SendKeys(chromedp.ID("token"), "not-the-token"),
+		chromedp.Click(chromedp.ID("login")))
+	get(b, "wait for the refusal", chromedp.Poll[bool](`document.querySelector('.login-error').textContent.includes('not the admin token')`))
 	b.do("log in",
 		chromedp.Clear(chromedp.ID("token")),
 		chromedp.SendKeys(chromedp.ID("token"), adminToken),
@@ -200,20 +200,44 @@ func TestConsole(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("nav")),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-consumer="team-a"]`)))
 
-	// A consumer of the config file: usage, top-up.
-	b.do("open team-a", chromedp.Click(chromedp.CSS(`tr[data-consumer="team-a"] a`)), chromedp.WaitVisible(chromedp.ID("quota-remaining")))
-	oa := openaiClient(s.envoy.URL, keyTeamA)
+	b.do("create a consumer with a monthly quota",
+		chromedp.SendKeys(chromedp.ID("new-consumer-name"), name),
+		chromedp.SetValue(chromedp.ID("new-consumer-tier"), "standard"),
+		chromedp.SendKeys(chromedp.ID("new-consumer-quota"), "20000"),
+		chromedp.Click(chromedp.ID("create-consumer")),
+		chromedp.WaitVisible(chromedp.ID("issue-key")))
+	var c struct {
+		Name   string `json:"name"`
+		Tier   string `json:"tier"`
+		Source string `json:"source"`
+	}
+	if err := adminGet(t, s.tollgate.adminAddr, "/v1/consumers/"+name, &c); err != nil || c.Source != "runtime" || c.Tier != "standard" {
+		t.Fatalf("the admin API does not show the consumer the console created: %+v, %v", c, err)
+	}
+
+	b.do("issue a key", chromedp.SendKeys(chromedp.ID("key-label"), "ci"), chromedp.Click(chromedp.ID("issue-key")))
+	key := b.text("#new-key")
+	if !strings.HasPrefix(key, "sk-tg-") {
+		t.Fatalf("the console shows the new key as %q, want sk-tg-…", key)
+	}
+	b.do("issue a second key, expiring",
+		chromedp.SendKeys(chromedp.ID("key-label"), "notebook"),
+		chromedp.SetValue(chromedp.ID("key-expires"), "2592000"),
+		chromedp.Click(chromedp.ID("issue-key")),
+		chromedp.WaitVisible(chromedp.CSS(`#keys tbody tr:nth-child(2)`)))
+
+	oa := openaiClient(s.envoy.URL, key)
 	for _, p := range []struct{ model, usage string }{
 		{"gpt-4o", "input=1200,output=340"},
 		{"gpt-4o-mini", "input=800,output=150"},
 		{"gpt-4o", "input=420,output=95"},
 	} {
 		if _, err := oa.Chat.Completions.New(ctx, userChat(p.model, "Hello from the console test."), plan("usage", p.usage)...); err != nil {
-			t.Fatalf("call as team-a: %v", err)
+			t.Fatalf("call with the key issued in the console: %v", err)
 		}
 	}
-	s.checkAgainstUpstream(t, "team-a")
-	want := s.llm.totals("team-a")
+	s.checkAgainstUpstream(t, name)
+	want := s.llm.totals(name)
 	b.waitAttr("#usage-total", "data-tokens", strconv.FormatInt(want.Input+want.Output, 10), "#refresh")
 	perModel := b.text("#usage table")
 	for _, m := range []string{"gpt-4o", "gpt-4o-mini"} {
@@ -226,8 +250,11 @@ func TestConsole(t *testing.T) {
 	}
 
 	var before quota.QuotaStatus
-	if err := adminGet(t, s.tollgate.adminAddr, "/v1/quota/team-a", &before); err != nil {
+	if err := adminGet(t, s.tollgate.adminAddr, "/v1/quota/"+name, &before); err != nil {
 		t.Fatal(err)
+	}
+	if spent := 20000 - before.Remaining; spent != want.Input+want.Output {
+		t.Errorf("the quota went down by %d, want the %d tokens used", spent, want.Input+want.Output)
 	}
 	b.waitAttr("#quota-remaining", "data-value", strconv.FormatInt(before.Remaining, 10), "#refresh")
 	b.do("top up 50000 tokens",
@@ -235,15 +262,41 @@ func TestConsole(t *testing.T) {
 		chromedp.Click(chromedp.ID("topup")))
 	b.waitAttr("#quota-remaining", "data-value", strconv.FormatInt(before.Remaining+50000, 10), "")
 	var after quota.QuotaStatus
-	if err := adminGet(t, s.tollgate.adminAddr, "/v1/quota/team-a", &after); err != nil {
+	if err := adminGet(t, s.tollgate.adminAddr, "/v1/quota/"+name, &after); err != nil {
 		t.Fatal(err)
 	}
 	if after.Remaining != before.Remaining+50000 {
 		t.Errorf("after the top-up the admin API says %d tokens remain, want %d", after.Remaining, before.Remaining+50000)
 	}
 
-	b.do("reload the consumer view", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#usage svg.chart")), chromedp.WaitVisible(chromedp.ID("quota-remaining")))
-	png := get(b, "take the screenshot", chromedp.FullScreenshot(100))
+	b.do("reload the consumer view", chromedp.Reload(),
+		chromedp.WaitVisible(chromedp.CSS("#usage svg.chart")), chromedp.WaitVisible(chromedp.ID("quota-remaining")),
+		chromedp.WaitVisible(chromedp.CSS(`#keys tbody tr:nth-child(2)`)))
+	saveScreenshot(t, get(b, "take the screenshot", chromedp.FullScreenshot(100)))
+
+	b.do("revoke the first key",
+		chromedp.Click(chromedp.CSS(`#keys tr[data-label="ci"] button[data-revoke]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#keys tr[data-label="ci"] .badge.off`)))
+	eventually(t, "the revoked key is refused", func() error {
+		_, err := oa.Chat.Completions.New(ctx, userChat("gpt-4o", "Still there?"), plan("usage", "input=10,output=5")...)
+		if err == nil {
+			return fmt.Errorf("a request with the revoked key was let through")
+		}
+		if _, status := apiStatus(t, err); status != 401 {
+			return fmt.Errorf("a request with the revoked key got %d, want 401", status)
+		}
+		return nil
+	})
+
+	b.do("log out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("token")))
+	if status := get(b, "call the API after logout", chromedp.Evaluate[int](`fetch('../v1/consumers').then((r) => r.status)`, chromedp.EvalAwaitPromise)); status != 401 {
+		t.Errorf("after logout the browser's API call got %d, want 401", status)
+	}
+}
+
+// saveScreenshot writes the picture of the console the README shows.
+func saveScreenshot(t *testing.T, png []byte) {
+	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(consoleScreenshot), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,10 @@ export const short = (n) => (n === undefined || n === null ? '—' : compact.for
 export function when(t) {
   if (!t || t.startsWith('0001-')) return '—';
   const d = new Date(t);
-  return isNaN(d) ? t : d.toLocaleString('en-GB', {dateStyle: 'medium', timeStyle: 'short'});
+  if (isNaN(d)) return t;
+  const opts = {day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit'};
+  if (d.getFullYear() !== new Date().getFullYear()) opts.year = 'numeric';
+  return d.toLocaleString('en-GB', opts);
 }
 
 // day returns the UTC date n days before today as YYYY-MM-DD.

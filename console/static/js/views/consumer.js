@@ -60,7 +60,7 @@ async function quotaCard(name, reload) {
     if (e.status === 404 && !e.missing) return h('p', {class: 'muted'}, 'No quota: this consumer is limited by rate limits only.');
     throw e;
   }
-  const amount = h('input', {type: 'number', step: 1, id: 'topup-amount', required: true, placeholder: '100000'});
+  const amount = h('input', {type: 'number', step: 1, id: 'topup-amount', required: true, placeholder: '100000', class: 'narrow'});
   const topup = h('button', {type: 'submit', id: 'topup'}, 'Top up');
   const set = h('button', {type: 'button', class: 'ghost', id: 'set-balance'}, 'Set balance');
   set.addEventListener('click', async () => {
@@ -79,7 +79,7 @@ async function quotaCard(name, reload) {
       ev.preventDefault();
       const v = Number(amount.value);
       if (await act(topup, `${v >= 0 ? 'Added' : 'Removed'} ${num(Math.abs(v))} tokens.`, () => post(`/v1/quota/${enc(name)}/delta`, {value: v}))) reload();
-    }}, field('Tokens (negative to take back)', amount), topup, set),
+    }}, field('Tokens (negative takes back)', amount), topup, set),
   ];
 }
 
@@ -100,8 +100,8 @@ async function keysCard(name, base, reload) {
       if (await act(revoke, `Key ${k.prefix}… revoked.`, () => del(`${base}/keys/${enc(k.id)}`).then(() => true))) reload();
     });
     return h('tr', {dataset: {key: k.id, label: k.label || ''}},
-      h('td', {}, h('code', {}, `${k.prefix}…`)), h('td', {}, k.label || ''), h('td', {}, when(k.created_at)),
-      h('td', {}, when(k.expires_at)), h('td', {}, keyState(k)), h('td', {}, revoke));
+      h('td', {class: 'nowrap'}, h('code', {}, `${k.prefix}…`)), h('td', {}, k.label || ''), h('td', {class: 'nowrap'}, when(k.created_at)),
+      h('td', {class: 'nowrap'}, when(k.expires_at)), h('td', {}, keyState(k)), h('td', {}, revoke));
   });
   const out = [];
   if (revealed && revealed.consumer === name) {
