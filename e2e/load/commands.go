@@ -254,8 +254,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	o.Duration *= time.Duration(*rounds)
-	writeTable(stdout, o, results)
+	writeTable(stdout, o, *rounds, results)
 	// The machine may be shared: how busy it was says how far to trust
 	// the latencies (CPU time per request suffers much less from it).
 	fmt.Fprintf(stdout, "\nMachine load average (1, 5, 15 min): %s before, %s after.\n", loadBefore, loadAverage())

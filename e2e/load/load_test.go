@@ -296,7 +296,7 @@ func TestBenchCommandPrintsTheTable(t *testing.T) {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	table := out.String()
-	for _, want := range []string{"| target |", "| floor |", "| other |", "each request is 7 ext_proc messages", "2 concurrent streams", "400ms measured"} {
+	for _, want := range []string{"| target |", "| floor |", "| other |", "each request is 7 ext_proc messages", "2 concurrent streams", "400ms (2 rounds of 200ms, targets taking turns) measured"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}

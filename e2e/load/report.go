@@ -12,7 +12,7 @@ const floorName = "floor"
 
 // writeTable prints the results as a markdown table, one row per target,
 // with each target's CPU time per request divided by the floor's.
-func writeTable(w io.Writer, o LoadOptions, results []*Result) {
+func writeTable(w io.Writer, o LoadOptions, rounds int, results []*Result) {
 	m := compile(o.Shape)
 	mode := "pipelined (as Envoy sends STREAMED chunks)"
 	if !o.Pipeline {
@@ -22,10 +22,14 @@ func writeTable(w io.Writer, o LoadOptions, results []*Result) {
 	if !o.Shape.IncludeUsage {
 		usage = "does not ask for stream usage"
 	}
-	fmt.Fprintf(w, "Load: %d concurrent streams over %d HTTP/2 connection(s), %s measured after %s of warm-up; "+
+	measured := o.Duration.String()
+	if rounds > 1 {
+		measured = fmt.Sprintf("%s (%d rounds of %s, targets taking turns)", o.Duration*time.Duration(rounds), rounds, o.Duration)
+	}
+	fmt.Fprintf(w, "Load: %d concurrent streams over %d HTTP/2 connection(s), %s measured after %s of warm-up each; "+
 		"each request is %d ext_proc messages (request headers, a %d-byte JSON body with a %d-byte user message that %s, "+
 		"response headers, %d SSE chunks with usage in the last); chunks sent %s.\n\n",
-		o.Concurrency, o.Conns, o.Duration, o.Warmup, m.perRequest(), len(m.body.GetRequestBody().GetBody()),
+		o.Concurrency, o.Conns, measured, o.Warmup, m.perRequest(), len(m.body.GetRequestBody().GetBody()),
 		o.Shape.MessageBytes, usage, len(m.chunks), mode)
 
 	var floor *Result
@@ -61,8 +65,10 @@ func writeTable(w io.Writer, o LoadOptions, results []*Result) {
 	for _, r := range results {
 		var notes []string
 		if r.Requests > 0 {
-			for name, cpu := range r.AuxCPU {
-				notes = append(notes, fmt.Sprintf("%s CPU/req %s", name, fmtDur(cpu/time.Duration(r.Requests))))
+			for _, p := range r.Target.Aux {
+				if cpu, ok := r.AuxCPU[p.Name]; ok {
+					notes = append(notes, fmt.Sprintf("%s CPU/req %s", p.Name, fmtDur(cpu/time.Duration(r.Requests))))
+				}
 			}
 			notes = append(notes, fmt.Sprintf("load tool CPU/req %s", fmtDur(r.LoadCPU/time.Duration(r.Requests))))
 		}
