@@ -200,6 +200,20 @@ func TestConsole(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("nav")),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-consumer="team-a"]`)))
 
+	const upstreamKey = "sk-upstream-set-in-the-console"
+	b.do("add a provider",
+		chromedp.Click(chromedp.CSS(`#nav a[data-view="providers"]`)),
+		chromedp.WaitVisible(chromedp.ID("provider-name")),
+		chromedp.SendKeys(chromedp.ID("provider-name"), "openai"),
+		chromedp.SendKeys(chromedp.ID("provider-prefix"), "/v1/"),
+		chromedp.SendKeys(chromedp.ID("provider-keys"), upstreamKey),
+		chromedp.Click(chromedp.ID("create-provider")),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-provider="openai"] .keychip`)))
+	if shown := b.text(`tr[data-provider="openai"]`); strings.Contains(shown, upstreamKey) {
+		t.Errorf("the providers view shows the provider's key: %s", shown)
+	}
+
+	b.do("open the consumers", chromedp.Click(chromedp.CSS(`#nav a[data-view="consumers"]`)), chromedp.WaitVisible(chromedp.ID("new-consumer-name")))
 	b.do("create a consumer with a monthly quota",
 		chromedp.SendKeys(chromedp.ID("new-consumer-name"), name),
 		chromedp.SetValue(chromedp.ID("new-consumer-tier"), "standard"),
@@ -237,6 +251,22 @@ func TestConsole(t *testing.T) {
 		}
 	}
 	s.checkAgainstUpstream(t, name)
+	for _, r := range s.llm.Requests() {
+		if got := r.Header.Get("Authorization"); got != "Bearer "+upstreamKey {
+			t.Errorf("the provider got Authorization %q, want the key added in the console", got)
+		}
+	}
+	// The breaker's window is short: look at the provider's health now.
+	b.do("open the providers", chromedp.Click(chromedp.CSS(`#nav a[data-view="providers"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-health="openai"]`)))
+	upstream := strconv.Itoa(len(s.llm.Requests()))
+	if got := get(b, "read the provider's requests", chromedp.AttributeValue(chromedp.CSS(`tr[data-health="openai"]`), "data-requests")); got.Value != upstream {
+		t.Errorf("the provider's health shows %q requests, want the %s the provider answered", got.Value, upstream)
+	}
+	if health := b.text(`tr[data-health="openai"]`); !strings.Contains(health, "closed") {
+		t.Errorf("the provider's health row %q does not show its closed breaker", health)
+	}
+	b.do("back to the consumer", chromedp.Navigate(admin+"/console/#/consumers/"+name), chromedp.WaitVisible(chromedp.ID("usage-total")))
 	want := s.llm.totals(name)
 	b.waitAttr("#usage-total", "data-tokens", strconv.FormatInt(want.Input+want.Output, 10), "#refresh")
 	perModel := b.text("#usage table")
