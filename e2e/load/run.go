@@ -206,7 +206,9 @@ func Load(ctx context.Context, t Target, o LoadOptions) (*Result, error) {
 	var cpu0 time.Duration
 	var cpuErr error
 	if t.PID > 0 {
-		cpu0, cpuErr = cpuTime(t.PID)
+		if cpu0, cpuErr = cpuTime(t.PID); cpuErr != nil {
+			logf(o.Log, "%s: no CPU time or RSS: %v", t.Name, cpuErr)
+		}
 	}
 	aux0 := map[string]time.Duration{}
 	for _, p := range t.Aux {
