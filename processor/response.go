@@ -79,8 +79,14 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 // sends the chunks as they come, without waiting for earlier answers, and
 // matches the answers in order; a body mutation replaces its chunk only.
 func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	br := &extprocv3.BodyResponse{}
-	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: br}}
+	// The answer to a chunk is built in the stream's own messages: gRPC has
+	// encoded the previous one when Send returned, so nothing is allocated
+	// per chunk.
+	rb := &st.chunk
+	resp, br := &rb.resp, &rb.body
+	resp.Response, resp.DynamicMetadata = &rb.oneof, nil
+	rb.oneof.ResponseBody = br
+	br.Response = nil
 	if !st.admitted || st.settled {
 		return resp
 	}
@@ -96,7 +102,10 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 			}
 		}
 		if replaced {
-			br.Response = &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}}}
+			rb.mutBody.Body = out
+			rb.mut.Mutation = &rb.mutBody
+			rb.common.BodyMutation = &rb.mut
+			br.Response = &rb.common
 		}
 	}
 	if b.GetEndOfStream() {
@@ -254,4 +263,15 @@ func (st *stream) observe(u usage.Usage, now time.Time) {
 		}
 	}
 	al.Observe(o)
+}
+
+// chunkAnswer is the answer to one response body chunk, kept in the stream
+// and refilled for each chunk.
+type chunkAnswer struct {
+	resp    extprocv3.ProcessingResponse
+	oneof   extprocv3.ProcessingResponse_ResponseBody
+	body    extprocv3.BodyResponse
+	common  extprocv3.CommonResponse
+	mut     extprocv3.BodyMutation
+	mutBody extprocv3.BodyMutation_Body
 }

@@ -63,6 +63,7 @@ type stream struct {
 	fallbackModel  string // the model the fallback provider is called with
 	permit         breaker.Permit
 	leaseStop      chan struct{} // stops the renewal of in-flight leases
+	chunk          chunkAnswer   // reused for every response body answer
 	providerKey    string        // the id of the provider key injected
 	upstreamAt     time.Time     // when the request went upstream
 
