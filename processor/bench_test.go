@@ -103,3 +103,22 @@ quota:
 	}
 	b.ReportMetric(float64(len(reqs)), "msgs/req")
 }
+
+// BenchmarkResponseChunk is the steady state of a streamed response: one
+// response body message in, its answer out. It allocates nothing.
+func BenchmarkResponseChunk(b *testing.B) {
+	f := newFixture(b, "")
+	st := &stream{}
+	st.reset(f.server, f.server.Policy())
+	ctx := context.Background()
+	reqs := benchRequest()
+	for _, r := range reqs[:3] {
+		st.handle(ctx, r)
+	}
+	chunk := responseBody([]byte("data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" token\"}}],\"usage\":null}\n\n"), false)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk.GetResponseBody().GetBody())))
+	for b.Loop() {
+		st.handle(ctx, chunk)
+	}
+}
