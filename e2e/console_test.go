@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	adminpkg "github.com/tollgate-ai/tollgate/admin"
 	"github.com/tollgate-ai/tollgate/quota"
 )
 
@@ -119,7 +123,9 @@ func exceptionText(ev runtime.EventExceptionThrown) string {
 // fail ends the test with what was being done and the page's text.
 func (b *browser) fail(what string, err error) {
 	b.t.Helper()
-	page, _ := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS("body")))
+	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+	defer cancel()
+	page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
 	b.t.Fatalf("%s: %v\nthe page shows:\n%s", what, err, page)
 }
 
@@ -332,5 +338,57 @@ func saveScreenshot(t *testing.T, png []byte) {
 	}
 	if err := os.WriteFile(consoleScreenshot, png, 0o644); err != nil {
 		t.Fatalf("cannot save the screenshot: %v", err)
+	}
+}
+
+// TestConsoleWithoutAccounts checks that each view of a tollgate whose admin
+// API lacks some endpoints (here: only quotas and usage) says so and keeps
+// the rest working.
+func TestConsoleWithoutAccounts(t *testing.T) {
+	t.Parallel()
+	api := http.NewServeMux()
+	const teamA = `{"consumer":"team-a","period":"month","allotment":1000,"remaining":250,"period_usage_tokens":750}`
+	api.HandleFunc("GET /v1/quota", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"quotas":[`+teamA+`]}`)
+	})
+	api.HandleFunc("GET /v1/quota/team-a", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, teamA)
+	})
+	api.HandleFunc("GET /v1/usage", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"consumer":%q,"days":[],"total":{"total_tokens":0,"requests":0}}`, r.URL.Query().Get("consumer"))
+	})
+	h, err := adminpkg.New(adminpkg.Options{Config: adminpkg.Config{Token: adminToken}, API: api})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	b := newBrowser(t)
+	b.do("log in",
+		chromedp.Navigate(srv.URL+"/console/"),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), adminToken),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-consumer="team-a"]`)))
+	for _, tc := range []struct{ view, want string }{
+		{"consumers", "Consumer management is not available"},
+		{"tiers", "Tier management is not available"},
+		{"providers", "Provider health is not available"},
+		{"providers", "Provider management is not available"},
+	} {
+		b.do("open "+tc.view, chromedp.Navigate(srv.URL+"/console/#/"+tc.view), chromedp.WaitVisible(chromedp.CSS("main .notice.warn")))
+		if got := b.text("main"); !strings.Contains(got, tc.want) {
+			t.Errorf("the %s view does not say %q:\n%s", tc.view, tc.want, got)
+		}
+	}
+	b.do("open team-a", chromedp.Navigate(srv.URL+"/console/#/consumers/team-a"), chromedp.WaitVisible(chromedp.ID("quota-remaining")))
+	if got := b.text("#keys"); !strings.Contains(got, "Key management is not available") {
+		t.Errorf("the keys card does not say that keys cannot be managed:\n%s", got)
+	}
+	if got := b.text("#quota-remaining"); got != "250" {
+		t.Errorf("the quota card shows %q tokens left, want 250", got)
 	}
 }
