@@ -461,8 +461,9 @@ func TestObservability(t *testing.T) {
 
 	// Redis goes away while a stream is in flight: its settlement waits in
 	// the spool; new calls are refused (fail_closed) until Redis is back.
+	before := len(llm.Requests())
 	inFlight := streamInBackground(b, 20, "spooled")
-	llm.waitRequests(t, len(llm.Requests())+1)
+	llm.waitRequests(t, before+1)
 	rdb.Kill()
 	if res := <-inFlight; res.err != nil {
 		t.Fatalf("a stream admitted before Redis died must finish: %v", res.err)
