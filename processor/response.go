@@ -110,6 +110,8 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 	}
 	if b.GetEndOfStream() {
 		resp.DynamicMetadata = st.settle()
+	} else if br.Response == nil {
+		return continueChunk
 	}
 	return resp
 }

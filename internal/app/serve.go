@@ -103,7 +103,7 @@ func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string)
 	go acc.Watch(ctx, func(s *accounts.Snapshot) { pols.rebuild(pols.cfg.Load(), s) })
 	// WaitForHandlers makes Stop wait for the handlers, so that streams cut
 	// at the drain timeout still settle before the store closes.
-	grpcSrv := grpc.NewServer(grpc.WaitForHandlers(true))
+	grpcSrv := grpc.NewServer(grpc.WaitForHandlers(true), grpc.ForceServerCodecV2(processor.Codec()))
 	extprocv3.RegisterExternalProcessorServer(grpcSrv, proc)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
