@@ -63,6 +63,10 @@ fuzz: ## Run every fuzz target for FUZZTIME each.
 	  done; \
 	done
 
+.PHONY: screenshot
+screenshot: deps ## Retake docs/console.png with the console's browser test.
+	TOLLGATE_UPDATE_SCREENSHOT=1 $(GO) test -count=1 -run '^TestConsole$$' ./e2e/
+
 .PHONY: proto
 proto: ## Regenerate the Go code of proto/ (installs protoc when missing).
 	scripts/gen-proto.sh

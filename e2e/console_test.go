@@ -330,13 +330,22 @@ func TestConsole(t *testing.T) {
 	}
 }
 
-// saveScreenshot writes the picture of the console the README shows.
+// saveScreenshot writes the picture of the console the README shows when
+// TOLLGATE_UPDATE_SCREENSHOT=1 (make screenshot); otherwise into the test's
+// own directory, so a test run leaves the tree as it was.
 func saveScreenshot(t *testing.T, png []byte) {
 	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(consoleScreenshot), 0o755); err != nil {
+	if len(png) < 1000 || string(png[1:4]) != "PNG" {
+		t.Fatalf("the screenshot is not a PNG picture (%d bytes)", len(png))
+	}
+	path := consoleScreenshot
+	if os.Getenv("TOLLGATE_UPDATE_SCREENSHOT") != "1" {
+		path = filepath.Join(t.TempDir(), "console.png")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(consoleScreenshot, png, 0o644); err != nil {
+	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Fatalf("cannot save the screenshot: %v", err)
 	}
 }
