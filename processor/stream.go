@@ -64,6 +64,7 @@ type stream struct {
 	permit         breaker.Permit
 	leaseStop      chan struct{} // stops the renewal of in-flight leases
 	chunk          chunkAnswer   // reused for every response body answer
+	chunks         int           // response chunks seen
 	providerKey    string        // the id of the provider key injected
 	upstreamAt     time.Time     // when the request went upstream
 
