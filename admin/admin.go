@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -26,6 +27,9 @@ type Config struct {
 	// config could mint a session; with it they also need this secret.
 	// Every replica must share it.
 	SessionSecret string `yaml:"session_secret"`
+	// Pprof serves Go's profiler at /debug/pprof/, behind the admin token,
+	// for profiling a running replica.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Validate checks c, naming the field path of each problem.
@@ -113,6 +117,15 @@ func New(o Options) (http.Handler, error) {
 	}
 	if o.API != nil {
 		mux.Handle("/v1/", requireAdmin(token, sess, o.API))
+	}
+	if o.Config.Pprof {
+		prof := http.NewServeMux()
+		prof.HandleFunc("/debug/pprof/", pprof.Index)
+		prof.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		prof.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		prof.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		prof.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/debug/pprof/", requireAdmin(token, sess, prof))
 	}
 	mux.Handle("GET /console/", console.Handler())
 	mux.Handle("GET /console", http.RedirectHandler("/console/", http.StatusMovedPermanently))
