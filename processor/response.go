@@ -25,6 +25,11 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		return resp
 	}
 	hs := headers{list: h.GetHeaders().GetHeaders()}
+	if st.prompt >= 0 {
+		// Counted already: the body is not needed any more, and holding it
+		// for a long stream costs memory.
+		st.body = nil
+	}
 	st.status, _ = strconv.Atoi(hs.value(":status"))
 	// Envoy's own 503 (connect failure) and 504 (timeout) arrive here too.
 	now := st.s.o.Clock()
