@@ -250,25 +250,31 @@ func (u *upstream) expectedUsage(t *testing.T) map[usageKey]usageRow {
 	out := map[usageKey]usageRow{}
 	for _, r := range u.Requests() {
 		k := usageKey{r.Header.Get("x-tollgate-consumer"), gjson.GetBytes(r.Body, "model").String()}
-		row := out[k]
+		row, one := out[k], u.expectedFor(t, r)
 		row.Requests++
-		rep, ok := u.Reported(r.ID)
-		switch {
-		case !ok || rep.Status != http.StatusOK:
-		case rep.UsageSent:
-			row.Input += rep.Usage.Input
-			row.Output += rep.Usage.Output
-			row.CachedInput += rep.Usage.CachedInput
-			row.CacheCreation += rep.Usage.CacheCreation
-			row.Reasoning += rep.Usage.Reasoning
-		default:
-			own := ownCount(t, r, rep)
-			row.Input += own.Input
-			row.Output += own.Output
-		}
+		row.Input += one.Input
+		row.Output += one.Output
+		row.CachedInput += one.CachedInput
+		row.CacheCreation += one.CacheCreation
+		row.Reasoning += one.Reasoning
 		out[k] = row
 	}
 	return out
+}
+
+// expectedFor is what tollgate must have charged for one request (see
+// expectedUsage).
+func (u *upstream) expectedFor(t *testing.T, r fakellm.Request) usageRow {
+	t.Helper()
+	rep, ok := u.Reported(r.ID)
+	switch {
+	case !ok || rep.Status != http.StatusOK:
+		return usageRow{Requests: 1}
+	case rep.UsageSent:
+		return usageRow{1, rep.Usage.Input, rep.Usage.Output, rep.Usage.CachedInput, rep.Usage.CacheCreation, rep.Usage.Reasoning}
+	}
+	own := ownCount(t, r, rep)
+	return usageRow{Requests: 1, Input: own.Input, Output: own.Output}
 }
 
 // committedUsage is what the admin API says one consumer used of one model.
@@ -592,25 +598,7 @@ func TestObservability(t *testing.T) {
 
 	events, rawEvents := readUsageEvents(t, rdb.Addr())
 	t.Run("every request once in the usage events", func(t *testing.T) {
-		byEnvoyID := map[string]int{}
-		byID := map[string]int{}
-		for _, ev := range events {
-			byEnvoyID[ev.EnvoyRequestID]++
-			byID[ev.RequestID]++
-		}
-		for _, r := range llm.Requests() {
-			if n := byEnvoyID[r.ID]; n != 1 {
-				t.Errorf("request %s (%s, tag %q) appears %d times in the usage events", r.ID, r.Header.Get("x-tollgate-consumer"), r.Header.Get("x-e2e-tag"), n)
-			}
-		}
-		for id, n := range byID {
-			if n != 1 {
-				t.Errorf("settlement %s appears %d times in the usage events", id, n)
-			}
-		}
-		if len(events) != len(llm.Requests()) {
-			t.Errorf("%d usage events for %d requests that reached the provider", len(events), len(llm.Requests()))
-		}
+		checkEventsOnce(t, events, llm)
 	})
 
 	t.Run("no secret in metrics, log or usage events", func(t *testing.T) {
@@ -636,6 +624,60 @@ func TestObservability(t *testing.T) {
 			t.Errorf("the log has no request lines to check")
 		}
 	})
+
+	// A restart on the same spool directory must not append any record
+	// again.
+	t.Run("usage events after a restart on the same spool", func(t *testing.T) {
+		if err := tg.Stop(); err != nil {
+			t.Fatalf("tollgate stopped with %v", err)
+		}
+		again, _ := startTollgateEnv(t, "tollgate (restarted on the same spool)", cfg, env)
+		eventually(t, "the restarted tollgate's spool to be empty", func() error {
+			m := scrapeMetrics(t, again.adminAddr)
+			if _, ok := m.fams["tollgate_spool_depth"]; !ok {
+				return errors.New("no tollgate_spool_depth yet")
+			}
+			if d := m.sum("tollgate_spool_depth", nil)[""]; d != 0 {
+				return fmt.Errorf("spool depth %v", d)
+			}
+			return nil
+		})
+		events, _ := readUsageEvents(t, rdb.Addr())
+		checkEventsOnce(t, events, llm)
+	})
+}
+
+// checkEventsOnce checks that every request that reached the provider
+// has exactly one usage record, with the usage tollgate charged for it,
+// and that no settlement has two.
+func checkEventsOnce(t *testing.T, events []usageEvent, llm *upstream) {
+	t.Helper()
+	byEnvoyID := map[string][]usageEvent{}
+	byID := map[string]int{}
+	for _, ev := range events {
+		byEnvoyID[ev.EnvoyRequestID] = append(byEnvoyID[ev.EnvoyRequestID], ev)
+		byID[ev.RequestID]++
+	}
+	reqs := llm.Requests()
+	for _, r := range reqs {
+		evs := byEnvoyID[r.ID]
+		if len(evs) != 1 {
+			t.Errorf("request %s (%s, tag %q) appears %d times in the usage events", r.ID, r.Header.Get("x-tollgate-consumer"), r.Header.Get("x-e2e-tag"), len(evs))
+			continue
+		}
+		want := llm.expectedFor(t, r)
+		if ev := evs[0]; ev.Consumer != r.Header.Get("x-tollgate-consumer") || ev.InputTokens != want.Input || ev.OutputTokens != want.Output {
+			t.Errorf("request %s: usage record %+v, want %s with input %d, output %d", r.ID, ev, r.Header.Get("x-tollgate-consumer"), want.Input, want.Output)
+		}
+	}
+	for id, n := range byID {
+		if n != 1 {
+			t.Errorf("settlement %s appears %d times in the usage events", id, n)
+		}
+	}
+	if len(events) != len(reqs) {
+		t.Errorf("%d usage events for %d requests that reached the provider", len(events), len(reqs))
+	}
 }
 
 // cutStream reads a few chunks of a slow stream, then goes away, and waits
