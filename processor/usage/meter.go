@@ -83,6 +83,7 @@ type Meter struct {
 	finished  bool
 
 	scratch []byte // unescaped JSON strings
+	walk    walker // reads streamed events
 }
 
 // Reset prepares m for a new response body.
@@ -282,23 +283,23 @@ func (m *Meter) event(name, data []byte) bool {
 	if len(data) == 0 || string(data) == "[DONE]" {
 		return false
 	}
-	s := bytesString(data)
-	if data[0] != '{' || !gjson.Valid(s) {
+	if data[0] != '{' {
 		m.malformed++
 		return false
 	}
-	root := gjson.Parse(s)
+	var valid, usageOnly bool
 	switch m.o.API {
 	case APIResponses:
-		m.responsesEvent(name, root)
+		valid = m.responsesStreamEvent(name, data)
 	case APIAnthropicMessages:
-		m.anthropicEvent(name, root, true)
+		valid = m.anthropicStreamEvent(name, data)
 	default:
-		if m.openAIChunk(root) && m.forward {
-			return true
-		}
+		usageOnly, valid = m.openAIEvent(data)
 	}
-	return false
+	if !valid {
+		m.malformed++
+	}
+	return usageOnly && m.forward
 }
 
 // bigStart implements eventHandler: an event too large to keep is scanned
@@ -388,16 +389,22 @@ func (m *Meter) text(v gjson.Result) {
 	if v.Type != gjson.String || len(v.Raw) <= 2 || v.Raw[0] != '"' {
 		return
 	}
+	raw := v.Raw[1 : len(v.Raw)-1]
+	m.countString(stringBytes(raw), strings.IndexByte(raw, '\\') >= 0)
+}
+
+// countString counts the body of a non-empty JSON string value (between
+// its quotes); esc tells whether it has escapes to undo.
+func (m *Meter) countString(raw []byte, esc bool) {
 	m.first = true
 	if m.o.Counter == nil || m.noCount {
 		return
 	}
-	raw := v.Raw[1 : len(v.Raw)-1]
-	if strings.IndexByte(raw, '\\') < 0 {
-		m.o.Counter.Write(stringBytes(raw))
+	if !esc {
+		m.o.Counter.Write(raw)
 		return
 	}
-	m.scratch = appendUnescaped(m.scratch[:0], raw)
+	m.scratch = appendUnescaped(m.scratch[:0], bytesString(raw))
 	m.o.Counter.Write(m.scratch)
 }
 

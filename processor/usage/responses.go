@@ -11,6 +11,10 @@ func (m *Meter) responsesEvent(name []byte, root gjson.Result) {
 	if typ == "" {
 		typ = bytesString(name)
 	}
+	if isResponsesDelta(typ) {
+		m.text(root.Get("delta"))
+		return
+	}
 	switch typ {
 	case "response.created", "response.queued", "response.in_progress",
 		"response.completed", "response.incomplete", "response.failed":
@@ -22,6 +26,20 @@ func (m *Meter) responsesEvent(name []byte, root gjson.Result) {
 		if u := r.Get("usage"); u.IsObject() {
 			m.openAIUsage(u)
 		}
+	case "response.output_item.added":
+		// A function call's name arrives whole here, never as a delta.
+		item := root.Get("item")
+		switch item.Get("type").Str {
+		case "function_call", "custom_tool_call", "mcp_call":
+			m.text(item.Get("name"))
+		}
+	}
+}
+
+// isResponsesDelta tells whether a Responses API event type streams
+// output text in its "delta".
+func isResponsesDelta(typ string) bool {
+	switch typ {
 	case "response.output_text.delta",
 		"response.refusal.delta",
 		"response.reasoning_text.delta",
@@ -31,15 +49,9 @@ func (m *Meter) responsesEvent(name []byte, root gjson.Result) {
 		"response.mcp_call_arguments.delta",
 		"response.code_interpreter_call_code.delta",
 		"response.audio.transcript.delta":
-		m.text(root.Get("delta"))
-	case "response.output_item.added":
-		// A function call's name arrives whole here, never as a delta.
-		item := root.Get("item")
-		switch item.Get("type").Str {
-		case "function_call", "custom_tool_call", "mcp_call":
-			m.text(item.Get("name"))
-		}
+		return true
 	}
+	return false
 }
 
 // responsesBody reads a non-streamed response object.

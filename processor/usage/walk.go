@@ -1,0 +1,348 @@
+package usage
+
+import "encoding/binary"
+
+// walker reads one JSON text in a single pass: it checks it against the
+// grammar gjson.Valid accepts (RFC 8259's, without checking strings for
+// valid UTF-8) and, in the same pass, notes where the few values the Meter
+// reads from a streamed event are (see walkevent.go). Everything else is
+// skipped without being materialized. Streamed events come a few hundred a
+// response; validating, parsing and then walking each level of an event
+// with gjson read every byte several times.
+//
+// Results are offsets into the walked bytes; nothing is allocated once the
+// buffers have grown.
+type walker struct {
+	d    []byte   // the text being walked
+	deep []uint64 // container kinds of a skip nested past 64 levels (bit set: object)
+	key  []byte   // an escaped key, unescaped
+	ev   walked   // what the last walk found
+}
+
+// span is where a value is in the walked text: d[start:end], quotes
+// included for a string. end is 0 when there is none (no value ends at 0).
+type span struct {
+	start, end int
+	esc        bool // a string with a backslash in it
+}
+
+func (s span) ok() bool { return s.end > 0 }
+
+// maxKeyEscaped bounds the raw length of an escaped key worth unescaping:
+// the longest key read is 17 bytes, each at most 6 bytes escaped.
+const maxKeyEscaped = 6 * 17
+
+// strPlain marks the bytes a JSON string holds as they are: not the
+// closing quote, not a backslash, not a control character.
+var strPlain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// str reads a string whose opening quote is at d[i-1]. It returns the
+// index past its closing quote and whether it has escapes.
+func (w *walker) str(i int) (end int, esc, ok bool) {
+	d := w.d
+	for {
+		// Eight bytes at a time while none of them can end the plain run:
+		// a quote, a backslash or a byte below 0x20. The word tests are
+		// exact about whether such a byte exists, not about where.
+		for i+8 <= len(d) {
+			x := binary.LittleEndian.Uint64(d[i:])
+			q := x ^ ('"' * ones)
+			b := x ^ ('\\' * ones)
+			if ((q-ones)&^q|(b-ones)&^b|(x-0x20*ones)&^x)&highs != 0 {
+				break
+			}
+			i += 8
+		}
+		for i < len(d) && strPlain[d[i]] {
+			i++
+		}
+		if i >= len(d) {
+			return i, esc, false
+		}
+		switch c := d[i]; {
+		case c == '"':
+			return i + 1, esc, true
+		case c == '\\':
+			esc = true
+			i++
+			if i >= len(d) {
+				return i, esc, false
+			}
+			switch d[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i++
+			case 'u':
+				if i+5 > len(d) || !isHex(d[i+1]) || !isHex(d[i+2]) || !isHex(d[i+3]) || !isHex(d[i+4]) {
+					return i, esc, false
+				}
+				i += 5
+			default:
+				return i, esc, false
+			}
+		default: // a control character
+			return i, esc, false
+		}
+	}
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// skipWS returns the index of the first byte from i that is not JSON
+// whitespace.
+func skipWS(d []byte, i int) int {
+	for i < len(d) && (d[i] == ' ' || d[i] == '\n' || d[i] == '\r' || d[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// number reads a number starting at d[i] ('-' or a digit).
+func number(d []byte, i int) (int, bool) {
+	if d[i] == '-' {
+		i++
+		if i >= len(d) || !isDigit(d[i]) {
+			return i, false
+		}
+	}
+	if d[i] == '0' {
+		i++
+	} else {
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	}
+	if i < len(d) && d[i] == '.' {
+		i++
+		if i >= len(d) || !isDigit(d[i]) {
+			return i, false
+		}
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	}
+	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+		i++
+		if i < len(d) && (d[i] == '+' || d[i] == '-') {
+			i++
+		}
+		if i >= len(d) || !isDigit(d[i]) {
+			return i, false
+		}
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	}
+	return i, true
+}
+
+// literal reads true, false or null starting at d[i].
+func literal(d []byte, i int, word string) (int, bool) {
+	if len(d)-i < len(word) || string(d[i:i+len(word)]) != word {
+		return i, false
+	}
+	return i + len(word), true
+}
+
+// skip reads the value starting at d[i] (not whitespace) and returns the
+// index past it.
+func (w *walker) skip(i int) (int, bool) {
+	d := w.d
+	if i >= len(d) {
+		return i, false
+	}
+	switch d[i] {
+	case '{', '[':
+		return w.skipNested(i)
+	}
+	return w.scalar(i)
+}
+
+// scalar reads a string, number or literal starting at d[i] (i < len(d)).
+func (w *walker) scalar(i int) (int, bool) {
+	d := w.d
+	switch d[i] {
+	case '"':
+		end, _, ok := w.str(i + 1)
+		return end, ok
+	case 't':
+		return literal(d, i, "true")
+	case 'f':
+		return literal(d, i, "false")
+	case 'n':
+		return literal(d, i, "null")
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return number(d, i)
+	}
+	return i, false
+}
+
+// skipNested reads the object or array starting at d[i] without recursion:
+// a container's kind is one bit per level, so that any nesting an event
+// may hold costs a bit of memory, not a stack frame.
+func (w *walker) skipNested(i int) (int, bool) {
+	d := w.d
+	var (
+		low   uint64 // bit k set: level k is an object, for levels < 64
+		depth int
+		obj   bool
+		ok    bool
+	)
+open:
+	obj = d[i] == '{'
+	if depth < 64 {
+		if obj {
+			low |= 1 << depth
+		} else {
+			low &^= 1 << depth
+		}
+	} else {
+		w.setDeep(depth-64, obj)
+	}
+	depth++
+	i = skipWS(d, i+1)
+	if i >= len(d) {
+		return i, false
+	}
+	if obj {
+		if d[i] == '}' {
+			i++
+			goto closed
+		}
+		goto member
+	}
+	if d[i] == ']' {
+		i++
+		goto closed
+	}
+	goto value
+member:
+	if d[i] != '"' {
+		return i, false
+	}
+	if i, _, ok = w.str(i + 1); !ok {
+		return i, false
+	}
+	i = skipWS(d, i)
+	if i >= len(d) || d[i] != ':' {
+		return i, false
+	}
+	i = skipWS(d, i+1)
+	if i >= len(d) {
+		return i, false
+	}
+value:
+	if d[i] == '{' || d[i] == '[' {
+		goto open
+	}
+	if i, ok = w.scalar(i); !ok {
+		return i, false
+	}
+next:
+	i = skipWS(d, i)
+	if i >= len(d) {
+		return i, false
+	}
+	switch d[i] {
+	case ',':
+		i = skipWS(d, i+1)
+		if i >= len(d) {
+			return i, false
+		}
+		if obj {
+			goto member
+		}
+		goto value
+	case '}':
+		if !obj {
+			return i, false
+		}
+	case ']':
+		if obj {
+			return i, false
+		}
+	default:
+		return i, false
+	}
+	i++
+closed:
+	depth--
+	if depth == 0 {
+		return i, true
+	}
+	if depth-1 < 64 {
+		obj = low&(1<<(depth-1)) != 0
+	} else {
+		obj = w.isDeepObject(depth - 1 - 64)
+	}
+	goto next
+}
+
+func (w *walker) setDeep(level int, obj bool) {
+	word, bit := level/64, uint64(1)<<(level%64)
+	for word >= len(w.deep) {
+		w.deep = append(w.deep, 0)
+	}
+	if obj {
+		w.deep[word] |= bit
+	} else {
+		w.deep[word] &^= bit
+	}
+}
+
+func (w *walker) isDeepObject(level int) bool {
+	return w.deep[level/64]&(1<<(level%64)) != 0
+}
+
+// valid tells whether d is one JSON value with only whitespace around it,
+// exactly when gjson.Valid does.
+func (w *walker) valid(d []byte) bool {
+	w.d = d
+	i := skipWS(d, 0)
+	i, ok := w.skip(i)
+	return ok && skipWS(d, i) == len(d)
+}
+
+// keyName returns the key whose string body is d[start:end], unescaped
+// when it has escapes. An escaped key too long to be one the walker looks
+// for comes back empty.
+func (w *walker) keyName(start, end int, esc bool) []byte {
+	if !esc {
+		return w.d[start:end]
+	}
+	if end-start > maxKeyEscaped {
+		return nil
+	}
+	w.key = appendUnescaped(w.key[:0], bytesString(w.d[start:end]))
+	return w.key
+}
+
+// strIs tells whether the value at s is a string equal to want once
+// unescaped.
+func (w *walker) strIs(s span, want string) bool {
+	if !s.ok() || w.d[s.start] != '"' {
+		return false
+	}
+	body := w.d[s.start+1 : s.end-1]
+	if !s.esc {
+		return string(body) == want
+	}
+	if len(body) > 6*len(want) {
+		return false
+	}
+	w.key = appendUnescaped(w.key[:0], bytesString(body))
+	return string(w.key) == want
+}

@@ -1,0 +1,435 @@
+package usage
+
+import "github.com/tidwall/gjson"
+
+// walked is what a walk noted in one event. Its meaning follows the gjson
+// reads the Meter makes of a whole document (meter.go, openai.go): a key
+// matched by ForEach counts at every occurrence, one read with Get only at
+// its first.
+type walked struct {
+	// OpenAI chunks.
+	texts   []span // strings to count, in the order the Meter counts them
+	model   span   // the first root "model" that is a non-empty string
+	usage   span   // the last root "usage"
+	choices int    // elements of the last root "choices"; -1 unless an array
+	capped  int    // of those, the ones whose finish_reason is "length"
+
+	// Anthropic and Responses events.
+	typ   span // the first root "type"
+	delta span // the first root "delta"
+	// The first of each in the first root "delta", when it is an object.
+	deltaType, deltaText, deltaThinking, deltaJSON span
+}
+
+func (ev *walked) reset() {
+	*ev = walked{texts: ev.texts[:0], choices: -1}
+}
+
+// objKind is what an object is to the walk: which of its members matter.
+type objKind uint8
+
+const (
+	objChunk          objKind = iota // an OpenAI chunk
+	objChoice                        // an element of its choices
+	objMessage                       // a choice's delta or message
+	objCalls                         // tool_calls written as an object: each value is a call
+	objCall                          // one tool call
+	objFunction                      // a call's function, or a function_call
+	objPart                          // a content part: its first "text"
+	objAudio                         // a message's audio: its first "transcript"
+	objAnthropic                     // an Anthropic Messages event
+	objAnthropicDelta                // its first "delta"
+	objResponses                     // a Responses API event
+)
+
+// walk checks that d is valid JSON and, when it is an object, notes in
+// w.ev what the Meter reads from an event of that kind. It returns false,
+// with w.ev incomplete, when d is not valid.
+func (w *walker) walk(d []byte, root objKind) bool {
+	w.d = d
+	w.ev.reset()
+	i := skipWS(d, 0)
+	if i >= len(d) {
+		return false
+	}
+	var ok bool
+	if d[i] == '{' {
+		i, ok = w.object(i, root)
+	} else {
+		i, ok = w.skip(i)
+	}
+	return ok && skipWS(d, i) == len(d)
+}
+
+// object reads the object starting at d[i] and notes the members its kind
+// asks for; any other member is only checked.
+func (w *walker) object(i int, kind objKind) (int, bool) {
+	d := w.d
+	ev := &w.ev
+	var (
+		seen       uint8 // members read at their first occurrence only, by bit
+		name, args span  // a function's, counted once it is complete
+		s          span
+	)
+	i = skipWS(d, i+1)
+	if i >= len(d) {
+		return i, false
+	}
+	if d[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		if d[i] != '"' {
+			return i, false
+		}
+		end, esc, ok := w.str(i + 1)
+		if !ok {
+			return end, false
+		}
+		key := w.keyName(i+1, end-1, esc)
+		i = skipWS(d, end)
+		if i >= len(d) || d[i] != ':' {
+			return i, false
+		}
+		i = skipWS(d, i+1)
+		if i >= len(d) {
+			return i, false
+		}
+		c := d[i]
+		switch kind {
+		case objChunk:
+			switch string(key) {
+			case "choices":
+				ev.texts, ev.choices, ev.capped = ev.texts[:0], -1, 0
+				if c == '[' {
+					i, ok = w.array(i, objChoice)
+				} else {
+					i, ok = w.skip(i)
+				}
+			case "usage":
+				s, ok = w.capture(i)
+				i, ev.usage = s.end, s
+			case "model":
+				s, ok = w.capture(i)
+				i = s.end
+				if ok && !ev.model.ok() && c == '"' && s.end-s.start > 2 {
+					ev.model = s
+				}
+			default:
+				i, ok = w.skip(i)
+			}
+		case objChoice:
+			switch string(key) {
+			case "delta", "message":
+				i, ok = w.objectOrSkip(i, objMessage)
+			case "text":
+				i, ok = w.text(i)
+			case "finish_reason":
+				s, ok = w.capture(i)
+				i = s.end
+				if ok && w.strIs(s, "length") {
+					ev.capped++
+				}
+			default:
+				i, ok = w.skip(i)
+			}
+		case objMessage:
+			switch string(key) {
+			case "content":
+				switch c {
+				case '"':
+					i, ok = w.text(i)
+				case '[':
+					i, ok = w.array(i, objPart)
+				default:
+					i, ok = w.skip(i)
+				}
+			case "reasoning_content", "reasoning", "refusal":
+				i, ok = w.text(i)
+			case "tool_calls":
+				switch c {
+				case '[':
+					i, ok = w.array(i, objCall)
+				case '{':
+					i, ok = w.object(i, objCalls)
+				default:
+					i, ok = w.skip(i)
+				}
+			case "function_call":
+				i, ok = w.objectOrSkip(i, objFunction)
+			case "audio":
+				i, ok = w.objectOrSkip(i, objAudio)
+			default:
+				i, ok = w.skip(i)
+			}
+		case objCalls:
+			i, ok = w.objectOrSkip(i, objCall)
+		case objCall:
+			if seen == 0 && string(key) == "function" {
+				seen = 1
+				i, ok = w.objectOrSkip(i, objFunction)
+			} else {
+				i, ok = w.skip(i)
+			}
+		case objFunction:
+			s, ok = w.capture(i)
+			i = s.end
+			switch string(key) {
+			case "name":
+				if seen&1 == 0 {
+					seen |= 1
+					name = s
+				}
+			case "arguments":
+				if seen&2 == 0 {
+					seen |= 2
+					args = s
+				}
+			}
+		case objPart, objAudio:
+			want := "text"
+			if kind == objAudio {
+				want = "transcript"
+			}
+			if seen == 0 && string(key) == want {
+				seen = 1
+				i, ok = w.text(i)
+			} else {
+				i, ok = w.skip(i)
+			}
+		case objAnthropic, objResponses:
+			switch string(key) {
+			case "type":
+				s, ok = w.capture(i)
+				if seen&1 == 0 {
+					seen |= 1
+					ev.typ = s
+				}
+			case "delta":
+				if seen&2 == 0 && c == '{' && kind == objAnthropic {
+					s.start = i
+					i, ok = w.object(i, objAnthropicDelta)
+					s.end, s.esc = i, false
+				} else {
+					s, ok = w.capture(i)
+				}
+				if seen&2 == 0 {
+					seen |= 2
+					ev.delta = s
+				}
+			default:
+				s.end, ok = w.skip(i)
+			}
+			i = s.end
+		case objAnthropicDelta:
+			s, ok = w.capture(i)
+			i = s.end
+			var bit uint8
+			var at *span
+			switch string(key) {
+			case "type":
+				bit, at = 1, &ev.deltaType
+			case "text":
+				bit, at = 2, &ev.deltaText
+			case "thinking":
+				bit, at = 4, &ev.deltaThinking
+			case "partial_json":
+				bit, at = 8, &ev.deltaJSON
+			}
+			if at != nil && seen&bit == 0 {
+				seen |= bit
+				*at = s
+			}
+		}
+		if !ok {
+			return i, false
+		}
+		i = skipWS(d, i)
+		if i >= len(d) {
+			return i, false
+		}
+		if d[i] == ',' {
+			i = skipWS(d, i+1)
+			if i >= len(d) {
+				return i, false
+			}
+			continue
+		}
+		if d[i] != '}' {
+			return i, false
+		}
+		break
+	}
+	if kind == objFunction {
+		// Get("name") and Get("arguments"): the name first, wherever
+		// each is.
+		w.addText(name)
+		w.addText(args)
+	}
+	return i + 1, true
+}
+
+// array reads the array starting at d[i]; its elements that are objects
+// are read as elem.
+func (w *walker) array(i int, elem objKind) (int, bool) {
+	d := w.d
+	i = skipWS(d, i+1)
+	if i >= len(d) {
+		return i, false
+	}
+	if elem == objChoice {
+		w.ev.choices = 0
+	}
+	if d[i] == ']' {
+		return i + 1, true
+	}
+	for {
+		if elem == objChoice {
+			w.ev.choices++
+		}
+		var ok bool
+		if i, ok = w.objectOrSkip(i, elem); !ok {
+			return i, false
+		}
+		i = skipWS(d, i)
+		if i >= len(d) {
+			return i, false
+		}
+		switch d[i] {
+		case ',':
+			i = skipWS(d, i+1)
+			if i >= len(d) {
+				return i, false
+			}
+		case ']':
+			return i + 1, true
+		default:
+			return i, false
+		}
+	}
+}
+
+func (w *walker) objectOrSkip(i int, kind objKind) (int, bool) {
+	if w.d[i] == '{' {
+		return w.object(i, kind)
+	}
+	return w.skip(i)
+}
+
+// capture reads the value starting at d[i] and returns where it is.
+func (w *walker) capture(i int) (span, bool) {
+	if w.d[i] == '"' {
+		end, esc, ok := w.str(i + 1)
+		return span{i, end, esc}, ok
+	}
+	end, ok := w.skip(i)
+	return span{i, end, false}, ok
+}
+
+// text reads the value starting at d[i] and notes it as text to count
+// when it is a non-empty string.
+func (w *walker) text(i int) (int, bool) {
+	if w.d[i] != '"' {
+		return w.skip(i)
+	}
+	end, esc, ok := w.str(i + 1)
+	if ok && end-i > 2 {
+		w.ev.texts = append(w.ev.texts, span{i, end, esc})
+	}
+	return end, ok
+}
+
+// addText notes a captured value as text when it is a non-empty string.
+func (w *walker) addText(s span) {
+	if s.ok() && w.d[s.start] == '"' && s.end-s.start > 2 {
+		w.ev.texts = append(w.ev.texts, s)
+	}
+}
+
+// eventType returns the event's type: its first root "type" when that is
+// a non-empty string, unescaped, else the SSE event name.
+func (w *walker) eventType(name []byte) []byte {
+	s := w.ev.typ
+	if !s.ok() || w.d[s.start] != '"' || s.end-s.start <= 2 {
+		return name
+	}
+	body := w.d[s.start+1 : s.end-1]
+	if !s.esc {
+		return body
+	}
+	w.key = appendUnescaped(w.key[:0], bytesString(body))
+	return w.key
+}
+
+// openAIEvent reads one streamed event of an OpenAI-style API as
+// [Meter.openAIChunk] reads a document, in one pass over its bytes. valid
+// is false when the event is not valid JSON; nothing is read from it then.
+func (m *Meter) openAIEvent(data []byte) (usageOnly, valid bool) {
+	w := &m.walk
+	if !w.walk(data, objChunk) {
+		return false, false
+	}
+	ev := &w.ev
+	if ev.model.ok() && m.model == "" {
+		m.setModel(gjson.Parse(bytesString(data[ev.model.start:ev.model.end])))
+	}
+	hasUsage := ev.usage.ok() && data[ev.usage.start] == '{'
+	if hasUsage {
+		// One chunk a stream: gjson reads it.
+		m.openAIUsage(gjson.Parse(bytesString(data[ev.usage.start:ev.usage.end])))
+	}
+	for _, s := range ev.texts {
+		m.countString(data[s.start+1:s.end-1], s.esc)
+	}
+	m.capped += int64(ev.capped)
+	return ev.choices == 0 && hasUsage, true
+}
+
+// anthropicStreamEvent reads one event of an Anthropic Messages stream as
+// [Meter.anthropicEvent] does. The text deltas, one per token or so, are
+// read from the walk; the few other events by gjson once the walk found
+// them valid.
+func (m *Meter) anthropicStreamEvent(name, data []byte) (valid bool) {
+	w := &m.walk
+	if !w.walk(data, objAnthropic) {
+		return false
+	}
+	ev := &w.ev
+	if string(w.eventType(name)) != "content_block_delta" {
+		m.anthropicEvent(name, gjson.Parse(bytesString(data)), true)
+		return true
+	}
+	switch {
+	case w.strIs(ev.deltaType, "text_delta"):
+		m.textSpan(ev.deltaText)
+	case w.strIs(ev.deltaType, "thinking_delta"):
+		m.textSpan(ev.deltaThinking)
+	case w.strIs(ev.deltaType, "input_json_delta"):
+		m.textSpan(ev.deltaJSON)
+	}
+	return true
+}
+
+// responsesStreamEvent reads one event of a Responses API stream as
+// [Meter.responsesEvent] does; its deltas are read from the walk.
+func (m *Meter) responsesStreamEvent(name, data []byte) (valid bool) {
+	w := &m.walk
+	if !w.walk(data, objResponses) {
+		return false
+	}
+	if isResponsesDelta(string(w.eventType(name))) {
+		m.textSpan(w.ev.delta)
+		return true
+	}
+	m.responsesEvent(name, gjson.Parse(bytesString(data)))
+	return true
+}
+
+// textSpan counts the value at s of the last walk when it is a non-empty
+// string.
+func (m *Meter) textSpan(s span) {
+	d := m.walk.d
+	if s.ok() && d[s.start] == '"' && s.end-s.start > 2 {
+		m.countString(d[s.start+1:s.end-1], s.esc)
+	}
+}
