@@ -225,7 +225,14 @@ request_ratelimit:
 	override := func(o *extprocv3.ExtProcOverrides) *extprocv3.ExtProcPerRoute {
 		return &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: o}}
 	}
+	mode := func(req, resp extprocv3.ProcessingMode_BodySendMode) *extprocv3.ExtProcPerRoute {
+		return override(&extprocv3.ExtProcOverrides{ProcessingMode: &extprocv3.ProcessingMode{
+			RequestHeaderMode: extprocv3.ProcessingMode_SEND, RequestBodyMode: req,
+			ResponseHeaderMode: extprocv3.ProcessingMode_SEND, ResponseBodyMode: resp}})
+	}
 	routes := []envoyemu.Route{
+		llmRoute("no-req-body", "/a/", mode(extprocv3.ProcessingMode_NONE, extprocv3.ProcessingMode_STREAMED)),
+		llmRoute("no-resp-body", "/b/", mode(extprocv3.ProcessingMode_BUFFERED, extprocv3.ProcessingMode_NONE)),
 		llmRoute("open", "/open/", &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Disabled{Disabled: true}}),
 		llmRoute("strict", "/strict/", override(&extprocv3.ExtProcOverrides{GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: "tollgate-strict"}}}})),
@@ -284,6 +291,22 @@ request_ratelimit:
 		expectTotals(t, strict.adminAddr, "team-b", want)
 	})
 
+	// A route whose processing mode sends no request body (or no response
+	// body) would let calls through unadmitted (or unmetered): tollgate
+	// asks for the bodies with a mode override, which the shipped filter
+	// allows.
+	t.Run("routes that send no bodies are still admitted and metered", func(t *testing.T) {
+		for _, prefix := range []string{"/a", "/b"} {
+			if err := call(prefix, keyTeamB); err != nil {
+				t.Fatalf("call on %s: %v", prefix, err)
+			}
+		}
+		want := llm.totals("team-b")
+		if want.Requests != 6 {
+			t.Errorf("the provider saw %d processed calls of team-b, want 6", want.Requests)
+		}
+		expectTotals(t, tg.adminAddr, "team-b", want)
+	})
 }
 
 // lastRecord returns the access record of the last request on route.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -74,6 +75,10 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 		}
 	}
 	resp.GetResponseHeaders().Response = &extprocv3.CommonResponse{HeaderMutation: m.proto()}
+	if st.metering {
+		// The route may not stream the response body here; metering needs it.
+		resp.ModeOverride = &filterv3.ProcessingMode{ResponseBodyMode: filterv3.ProcessingMode_STREAMED}
+	}
 	if h.GetEndOfStream() {
 		resp.DynamicMetadata = st.settle()
 	}
@@ -222,7 +227,7 @@ func (st *stream) settle() *structpb.Struct {
 		s.Hold = st.decision.Hold
 	}
 	rec := st.record(now)
-	if ev, err := telemetry.UsageRecordJSON(&rec); err == nil {
+	if ev, err := st.s.o.Telemetry.UsageRecordJSON(&rec); err == nil {
 		s.Event = ev
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), st.s.o.SettleTimeout)
@@ -235,8 +240,10 @@ func (st *stream) settle() *structpb.Struct {
 	st.observe(u, now)
 	md, _ := structpb.NewStruct(map[string]any{
 		"tollgate": map[string]any{
-			"consumer":      st.consumer.Name,
-			"model":         st.model,
+			"consumer": st.consumer.Name,
+			// A client may put anything in the model, a key too; Envoy's
+			// access log prints this.
+			"model":         st.s.o.Telemetry.Scrub(st.model),
 			"input_tokens":  float64(u.Input),
 			"output_tokens": float64(u.Output),
 			"total_tokens":  float64(u.Total()),

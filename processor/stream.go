@@ -216,6 +216,14 @@ func (st *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingR
 		}
 		return resp
 	}
+	// Whatever processing mode the route configures, a counted call needs
+	// its request body (admission) and its response (metering). An
+	// override's body modes replace the route's, so both are given.
+	resp.ModeOverride = &filterv3.ProcessingMode{
+		RequestBodyMode:    filterv3.ProcessingMode_BUFFERED,
+		ResponseHeaderMode: filterv3.ProcessingMode_SEND,
+		ResponseBodyMode:   filterv3.ProcessingMode_STREAMED,
+	}
 	if h.GetEndOfStream() {
 		// No body will come (Envoy sends none for a body-less request), so
 		// admission happens now.

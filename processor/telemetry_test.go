@@ -65,3 +65,35 @@ func TestTelemetrySeesWhatWasSettled(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyAsModelIsNotReported: a client that puts an API key where the
+// model goes does not get it into Envoy's access log (dynamic metadata) or
+// the usage record, even when the key is too short to look like one.
+func TestKeyAsModelIsNotReported(t *testing.T) {
+	f := newFixture(t, "")
+	reg := f.server.Policy().Consumers
+	tel, err := telemetry.New(context.Background(), telemetry.Config{RequestLog: "off"}, telemetry.Options{
+		IsKey: func(s string) bool { _, ok := reg.Authenticate(s, f.now); return ok },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	f.server.o.Telemetry = tel
+
+	x := f.envoy.open()
+	x.send(requestHeaders(false, chatHeaders("sk-b")...))
+	x.send(requestBody(`{"model":"sk-admin","messages":[{"role":"user","content":"hi"}]}`))
+	x.send(responseHeaders(false, ":status", "200", "content-type", "application/json"))
+	last := x.send(responseBody([]byte(`{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}`), true))
+	x.close()
+	md := last.GetDynamicMetadata().GetFields()["tollgate"].GetStructValue().GetFields()
+	if got := md["model"].GetStringValue(); got != "[redacted]" {
+		t.Errorf("dynamic metadata model = %q", got)
+	}
+	r := telemetry.Request{Model: "sk-admin", Consumer: "team-b"}
+	ev, _ := tel.UsageRecordJSON(&r)
+	if strings.Contains(string(ev), "sk-admin") {
+		t.Errorf("usage record %s", ev)
+	}
+}

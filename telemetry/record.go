@@ -59,6 +59,28 @@ func UsageRecordJSON(r *Request) ([]byte, error) {
 	return tollgatev1.MarshalRecordJSON(NewUsageRecord(r))
 }
 
+// UsageRecordJSON is like the package's UsageRecordJSON, but values a
+// client chose are also checked against the exact secrets t knows (the
+// provider keys, the consumers' keys), as in logs. A nil t checks only the
+// shapes of credentials.
+func (t *Telemetry) UsageRecordJSON(r *Request) ([]byte, error) {
+	rec := NewUsageRecord(r)
+	rec.Model = t.Scrub(rec.Model)
+	rec.ResponseModel = t.Scrub(rec.ResponseModel)
+	rec.EnvoyRequestId = t.Scrub(rec.EnvoyRequestId)
+	return tollgatev1.MarshalRecordJSON(rec)
+}
+
+// Scrub returns v, or "[redacted]" when v holds a secret t knows of or
+// looks like a credential: for values a client chose that tollgate reports
+// elsewhere (Envoy's dynamic metadata, the usage record).
+func (t *Telemetry) Scrub(v string) string {
+	if t == nil {
+		return scrubClient(v)
+	}
+	return t.secrets.scrub(v)
+}
+
 func scrubClient(v string) string {
 	if v != "" && looksLikeCredential(v) {
 		return redacted
