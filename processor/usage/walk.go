@@ -1,6 +1,9 @@
 package usage
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+)
 
 // walker reads one JSON text in a single pass: it checks it against the
 // grammar gjson.Valid accepts (RFC 8259's, without checking strings for
@@ -51,28 +54,31 @@ const (
 func (w *walker) str(i int) (end int, esc, ok bool) {
 	d := w.d
 	for {
-		// Eight bytes at a time while none of them can end the plain run:
-		// a quote, a backslash or a byte below 0x20. The word tests are
-		// exact about whether such a byte exists, not about where.
-		for i+8 <= len(d) {
+		if i+8 <= len(d) {
+			// Eight bytes at a time: flag each quote, backslash and byte
+			// below 0x20. A flag can be wrong only above a true one, so the
+			// lowest is exact.
 			x := binary.LittleEndian.Uint64(d[i:])
 			q := x ^ ('"' * ones)
 			b := x ^ ('\\' * ones)
-			if ((q-ones)&^q|(b-ones)&^b|(x-0x20*ones)&^x)&highs != 0 {
-				break
+			m := ((q-ones)&^q | (b-ones)&^b | (x-0x20*ones)&^x) & highs
+			if m == 0 {
+				i += 8
+				continue
 			}
-			i += 8
+			i += bits.TrailingZeros64(m) >> 3
+		} else {
+			for i < len(d) && strPlain[d[i]] {
+				i++
+			}
+			if i >= len(d) {
+				return i, esc, false
+			}
 		}
-		for i < len(d) && strPlain[d[i]] {
-			i++
-		}
-		if i >= len(d) {
-			return i, esc, false
-		}
-		switch c := d[i]; {
-		case c == '"':
+		switch d[i] {
+		case '"':
 			return i + 1, esc, true
-		case c == '\\':
+		case '\\':
 			esc = true
 			i++
 			if i >= len(d) {
@@ -104,7 +110,7 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 // skipWS returns the index of the first byte from i that is not JSON
 // whitespace.
 func skipWS(d []byte, i int) int {
-	for i < len(d) && (d[i] == ' ' || d[i] == '\n' || d[i] == '\r' || d[i] == '\t') {
+	for i < len(d) && d[i] <= ' ' && (d[i] == ' ' || d[i] == '\n' || d[i] == '\r' || d[i] == '\t') {
 		i++
 	}
 	return i
@@ -169,6 +175,15 @@ func (w *walker) skip(i int) (int, bool) {
 		return w.skipNested(i)
 	}
 	return w.scalar(i)
+}
+
+// skipValue is skip for d[i] with i < len(d), a string read directly.
+func (w *walker) skipValue(i int) (int, bool) {
+	if w.d[i] == '"' {
+		end, _, ok := w.str(i + 1)
+		return end, ok
+	}
+	return w.skip(i)
 }
 
 // scalar reads a string, number or literal starting at d[i] (i < len(d)).
@@ -316,17 +331,13 @@ func (w *walker) valid(d []byte) bool {
 	return ok && skipWS(d, i) == len(d)
 }
 
-// keyName returns the key whose string body is d[start:end], unescaped
-// when it has escapes. An escaped key too long to be one the walker looks
-// for comes back empty.
-func (w *walker) keyName(start, end int, esc bool) []byte {
-	if !esc {
-		return w.d[start:end]
-	}
-	if end-start > maxKeyEscaped {
+// unescapeKey returns an escaped key unescaped, or empty when it is too
+// long to be one the walker looks for.
+func (w *walker) unescapeKey(raw []byte) []byte {
+	if len(raw) > maxKeyEscaped {
 		return nil
 	}
-	w.key = appendUnescaped(w.key[:0], bytesString(w.d[start:end]))
+	w.key = appendUnescaped(w.key[:0], bytesString(raw))
 	return w.key
 }
 

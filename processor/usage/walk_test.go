@@ -260,3 +260,45 @@ func FuzzWalk(f *testing.F) {
 		checkWalk(t, &w, string(data))
 	})
 }
+
+// BenchmarkEvent measures reading one streamed event of each hot kind,
+// SSE framing aside: with the walker, and with gjson as it was read before.
+func BenchmarkEvent(b *testing.B) {
+	var chat []byte
+	for _, c := range benchStream(b) {
+		if d, ok := bytes.CutPrefix(bytes.TrimSpace(c), []byte("data: ")); ok && bytes.Contains(d, []byte(`"content":"`)) && !bytes.Contains(d, []byte(`"content":""`)) {
+			chat = d
+			break
+		}
+	}
+	for _, bc := range []struct {
+		name, event string
+		api         API
+		data        []byte
+	}{
+		{"chat-chunk", "", APIChatCompletions, chat},
+		{"anthropic-text-delta", "content_block_delta", APIAnthropicMessages,
+			[]byte(`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" How can I help"}}`)},
+		{"responses-text-delta", "response.output_text.delta", APIResponses,
+			[]byte(`{"type":"response.output_text.delta","sequence_number":5,"item_id":"msg_68af0f8c2d8c8193a6ad1d6a1b2c3d4e0bd5ebc9a1f2e3d4","output_index":0,"content_index":0,"delta":" there","logprobs":[]}`)},
+	} {
+		var m Meter
+		m.Reset(MeterOptions{API: bc.api, SSE: true})
+		for _, reader := range []struct {
+			name string
+			h    eventHandler
+		}{{"walker", &m}, {"gjson", gjsonEvents{&m}}} {
+			b.Run(bc.name+"/"+reader.name, func(b *testing.B) {
+				name := []byte(bc.event)
+				b.SetBytes(int64(len(bc.data)))
+				b.ReportAllocs()
+				for b.Loop() {
+					reader.h.event(name, bc.data)
+				}
+				if m.Malformed() != 0 || !m.FirstContent() {
+					b.Fatalf("malformed %d, first content %v", m.Malformed(), m.FirstContent())
+				}
+			})
+		}
+	}
+}

@@ -56,7 +56,7 @@ func (w *walker) walk(d []byte, root objKind) bool {
 	if d[i] == '{' {
 		i, ok = w.object(i, root)
 	} else {
-		i, ok = w.skip(i)
+		i, ok = w.skipValue(i)
 	}
 	return ok && skipWS(d, i) == len(d)
 }
@@ -86,7 +86,10 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 		if !ok {
 			return end, false
 		}
-		key := w.keyName(i+1, end-1, esc)
+		key := d[i+1 : end-1]
+		if esc {
+			key = w.unescapeKey(key)
+		}
 		i = skipWS(d, end)
 		if i >= len(d) || d[i] != ':' {
 			return i, false
@@ -104,7 +107,7 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 				if c == '[' {
 					i, ok = w.array(i, objChoice)
 				} else {
-					i, ok = w.skip(i)
+					i, ok = w.skipValue(i)
 				}
 			case "usage":
 				s, ok = w.capture(i)
@@ -116,7 +119,7 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 					ev.model = s
 				}
 			default:
-				i, ok = w.skip(i)
+				i, ok = w.skipValue(i)
 			}
 		case objChoice:
 			switch string(key) {
@@ -131,7 +134,7 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 					ev.capped++
 				}
 			default:
-				i, ok = w.skip(i)
+				i, ok = w.skipValue(i)
 			}
 		case objMessage:
 			switch string(key) {
@@ -142,7 +145,7 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 				case '[':
 					i, ok = w.array(i, objPart)
 				default:
-					i, ok = w.skip(i)
+					i, ok = w.skipValue(i)
 				}
 			case "reasoning_content", "reasoning", "refusal":
 				i, ok = w.text(i)
@@ -153,14 +156,14 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 				case '{':
 					i, ok = w.object(i, objCalls)
 				default:
-					i, ok = w.skip(i)
+					i, ok = w.skipValue(i)
 				}
 			case "function_call":
 				i, ok = w.objectOrSkip(i, objFunction)
 			case "audio":
 				i, ok = w.objectOrSkip(i, objAudio)
 			default:
-				i, ok = w.skip(i)
+				i, ok = w.skipValue(i)
 			}
 		case objCalls:
 			i, ok = w.objectOrSkip(i, objCall)
@@ -169,7 +172,7 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 				seen = 1
 				i, ok = w.objectOrSkip(i, objFunction)
 			} else {
-				i, ok = w.skip(i)
+				i, ok = w.skipValue(i)
 			}
 		case objFunction:
 			s, ok = w.capture(i)
@@ -195,7 +198,7 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 				seen = 1
 				i, ok = w.text(i)
 			} else {
-				i, ok = w.skip(i)
+				i, ok = w.skipValue(i)
 			}
 		case objAnthropic, objResponses:
 			switch string(key) {
@@ -218,7 +221,7 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 					ev.delta = s
 				}
 			default:
-				s.end, ok = w.skip(i)
+				s.end, ok = w.skipValue(i)
 			}
 			i = s.end
 		case objAnthropicDelta:
@@ -313,7 +316,7 @@ func (w *walker) objectOrSkip(i int, kind objKind) (int, bool) {
 	if w.d[i] == '{' {
 		return w.object(i, kind)
 	}
-	return w.skip(i)
+	return w.skipValue(i)
 }
 
 // capture reads the value starting at d[i] and returns where it is.
@@ -322,7 +325,7 @@ func (w *walker) capture(i int) (span, bool) {
 		end, esc, ok := w.str(i + 1)
 		return span{i, end, esc}, ok
 	}
-	end, ok := w.skip(i)
+	end, ok := w.skipValue(i)
 	return span{i, end, false}, ok
 }
 
@@ -330,7 +333,7 @@ func (w *walker) capture(i int) (span, bool) {
 // when it is a non-empty string.
 func (w *walker) text(i int) (int, bool) {
 	if w.d[i] != '"' {
-		return w.skip(i)
+		return w.skipValue(i)
 	}
 	end, esc, ok := w.str(i + 1)
 	if ok && end-i > 2 {
