@@ -124,6 +124,7 @@ func (m *Meter) Reset(o MeterOptions) {
 	m.malformed = 0
 	m.finished = false
 	m.scratch = m.scratch[:0]
+	m.walk.reset()
 }
 
 // Write consumes the next chunk of the body. When the usage chunk is being

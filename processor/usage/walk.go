@@ -3,6 +3,7 @@ package usage
 import (
 	"encoding/binary"
 	"math/bits"
+	"unsafe"
 )
 
 // walker reads one JSON text in a single pass: it checks it against the
@@ -20,6 +21,23 @@ type walker struct {
 	deep []uint64 // container kinds of a skip nested past 64 levels (bit set: object)
 	key  []byte   // an escaped key, unescaped
 	ev   walked   // what the last walk found
+
+	resume resumePoint
+}
+
+// reset forgets the last stream's events, and drops buffers a large one
+// grew so that a pooled Meter does not pin them.
+func (w *walker) reset() {
+	w.resume.reset()
+	if cap(w.ev.texts)*int(unsafe.Sizeof(span{})) > keepBuffer {
+		w.ev.texts = nil
+	}
+	if cap(w.deep)*8 > keepBuffer {
+		w.deep = nil
+	}
+	if cap(w.key) > keepBuffer {
+		w.key = nil
+	}
 }
 
 // span is where a value is in the walked text: d[start:end], quotes
@@ -51,8 +69,7 @@ const (
 
 // str reads a string whose opening quote is at d[i-1]. It returns the
 // index past its closing quote and whether it has escapes.
-func (w *walker) str(i int) (end int, esc, ok bool) {
-	d := w.d
+func str(d []byte, i int) (end int, esc, ok bool) {
 	for {
 		if i+8 <= len(d) {
 			// Eight bytes at a time: flag each quote, backslash and byte
@@ -180,7 +197,7 @@ func (w *walker) skip(i int) (int, bool) {
 // skipValue is skip for d[i] with i < len(d), a string read directly.
 func (w *walker) skipValue(i int) (int, bool) {
 	if w.d[i] == '"' {
-		end, _, ok := w.str(i + 1)
+		end, _, ok := str(w.d, i+1)
 		return end, ok
 	}
 	return w.skip(i)
@@ -191,7 +208,7 @@ func (w *walker) scalar(i int) (int, bool) {
 	d := w.d
 	switch d[i] {
 	case '"':
-		end, _, ok := w.str(i + 1)
+		end, _, ok := str(w.d, i+1)
 		return end, ok
 	case 't':
 		return literal(d, i, "true")
@@ -248,7 +265,7 @@ member:
 	if d[i] != '"' {
 		return i, false
 	}
-	if i, _, ok = w.str(i + 1); !ok {
+	if i, _, ok = str(w.d, i+1); !ok {
 		return i, false
 	}
 	i = skipWS(d, i)

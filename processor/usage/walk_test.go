@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -73,7 +75,9 @@ func TestWalkValid(t *testing.T) {
 		{`{"a":` + deep(100, "[", "]") + "]}", false},
 	}
 	var w walker
+	var ws walkers
 	for _, tt := range tests {
+		checkWalk(t, &ws, tt.doc)
 		if gjson.Valid(tt.doc) != tt.valid {
 			t.Fatalf("%.60q: the case disagrees with gjson.Valid", tt.doc)
 		}
@@ -117,20 +121,39 @@ func readSynth(file string) ([]byte, error) {
 	return os.ReadFile(filepath.Join("testdata", "synth", file))
 }
 
-// checkWalk compares the walker's reading of doc with gjson's.
-func checkWalk(t testing.TB, w *walker, doc string) {
+// walkers are a walker for each kind of event, each kept from document to
+// document as a Meter keeps its own: the start of a document that repeats
+// the last one's is not walked again.
+type walkers struct{ chunk, anthropic, responses walker }
+
+// checkWalk compares the walkers' reading of doc, and fresh walkers', with
+// gjson's.
+func checkWalk(t testing.TB, ws *walkers, doc string) {
+	t.Helper()
+	checkWalkers(t, ws, doc)
+	checkWalkers(t, &walkers{}, doc)
+}
+
+func checkWalkers(t testing.TB, ws *walkers, doc string) {
+	t.Helper()
 	d := []byte(doc)
 	valid := gjson.Valid(doc)
+	var w walker
 	if w.valid(d) != valid {
 		t.Fatalf("valid(%q) = %v, gjson: %v", doc, !valid, valid)
 	}
-	if got := w.walk(d, objChunk); got != valid {
-		t.Fatalf("walk(%q) = %v, gjson: %v", doc, got, valid)
+	for _, k := range []struct {
+		w    *walker
+		kind objKind
+	}{{&ws.chunk, objChunk}, {&ws.anthropic, objAnthropic}, {&ws.responses, objResponses}} {
+		if got := k.w.walk(d, k.kind); got != valid {
+			t.Fatalf("walk(%q, %d) = %v, gjson: %v", doc, k.kind, got, valid)
+		}
 	}
 	if !valid || d[skipWS(d, 0)] != '{' {
 		return
 	}
-	if got, want := walkedChunk(w, d), gjsonChunk(doc); !got.equal(want) {
+	if got, want := walkedChunk(&ws.chunk, d), gjsonChunk(doc); !got.equal(want) {
 		t.Fatalf("chunk %q:\nwalker %v\ngjson  %v", doc, got, want)
 	}
 	root := gjson.Parse(doc)
@@ -140,18 +163,18 @@ func checkWalk(t testing.TB, w *walker, doc string) {
 		}
 		return string(d[s.start:s.end])
 	}
-	w.walk(d, objAnthropic)
+	ev := &ws.anthropic.ev
 	delta := root.Get("delta")
 	for _, c := range []struct {
 		what      string
 		got, want string
 	}{
-		{"type", raw(w.ev.typ), root.Get("type").Raw},
-		{"delta", raw(w.ev.delta), delta.Raw},
-		{"delta.type", raw(w.ev.deltaType), delta.Get("type").Raw},
-		{"delta.text", raw(w.ev.deltaText), delta.Get("text").Raw},
-		{"delta.thinking", raw(w.ev.deltaThinking), delta.Get("thinking").Raw},
-		{"delta.partial_json", raw(w.ev.deltaJSON), delta.Get("partial_json").Raw},
+		{"type", raw(ev.typ), root.Get("type").Raw},
+		{"delta", raw(ev.delta), delta.Raw},
+		{"delta.type", raw(ev.deltaType), delta.Get("type").Raw},
+		{"delta.text", raw(ev.deltaText), delta.Get("text").Raw},
+		{"delta.thinking", raw(ev.deltaThinking), delta.Get("thinking").Raw},
+		{"delta.partial_json", raw(ev.deltaJSON), delta.Get("partial_json").Raw},
 	} {
 		if c.got != c.want {
 			t.Fatalf("anthropic event %q: %s %q, gjson %q", doc, c.what, c.got, c.want)
@@ -161,33 +184,118 @@ func checkWalk(t testing.TB, w *walker, doc string) {
 	if want == "" {
 		want = "name"
 	}
-	if got := string(w.eventType([]byte("name"))); got != want {
+	if got := string(ws.anthropic.eventType([]byte("name"))); got != want {
 		t.Fatalf("event %q: type %q, gjson %q", doc, got, want)
 	}
-	w.walk(d, objResponses)
-	if raw(w.ev.typ) != root.Get("type").Raw || raw(w.ev.delta) != delta.Raw {
-		t.Fatalf("responses event %q: type %q delta %q", doc, raw(w.ev.typ), raw(w.ev.delta))
+	ev = &ws.responses.ev
+	if raw(ev.typ) != root.Get("type").Raw || raw(ev.delta) != delta.Raw {
+		t.Fatalf("responses event %q: type %q delta %q", doc, raw(ev.typ), raw(ev.delta))
 	}
+}
+
+// resumePrefix returns the start of doc a walk of a kind resumes after.
+func resumePrefix(doc string, kind objKind) string {
+	var w walker
+	w.walk([]byte(doc), kind)
+	return string(w.resume.prefix)
 }
 
 // TestWalkMatchesGjson reads every recorded event, generated events and
 // damaged ones with both the walker and gjson: the same validity, the same
-// values.
+// values. Generated events follow one another with the same start and
+// another end, as a stream's do.
 func TestWalkMatchesGjson(t *testing.T) {
-	var w walker
+	var ws walkers
 	events := streamEvents(t)
 	rng := rand.New(rand.NewPCG(30, 31))
 	for _, ev := range events {
-		checkWalk(t, &w, ev)
+		checkWalk(t, &ws, ev)
 		for range 20 {
-			checkWalk(t, &w, mutate(rng, ev))
+			checkWalk(t, &ws, mutate(rng, ev))
 		}
 	}
 	g := &jsonGen{rng: rng}
+	hits := 0
 	for range 30000 {
 		doc := g.doc()
-		checkWalk(t, &w, doc)
-		checkWalk(t, &w, mutate(rng, doc))
+		checkWalk(t, &ws, doc)
+		checkWalk(t, &ws, mutate(rng, doc))
+		for _, kind := range []objKind{objChunk, objAnthropic} {
+			p := resumePrefix(doc, kind)
+			if p == "" {
+				continue
+			}
+			next := g.doc()
+			tail := next[len(resumePrefix(next, kind)):]
+			if tail == next {
+				tail = next[1:] // the members of another object
+			}
+			checkWalk(t, &ws, doc)
+			checkWalk(t, &ws, p+tail)
+			checkWalk(t, &ws, mutate(rng, p+tail))
+			hits++
+		}
+	}
+	if hits < 5000 {
+		t.Fatalf("only %d documents repeated the start of the last one", hits)
+	}
+}
+
+// TestWalkResume walks events that repeat the start of the last one,
+// with every kind of end: whatever the walk skipped is as if it was
+// walked.
+func TestWalkResume(t *testing.T) {
+	chunk := `{"id":"c1","model":"gpt-5","usage":null,"choices":`
+	anthropic := `{"type":"content_block_delta","index":0,"delta":`
+	tests := []string{
+		chunk + `[{"delta":{"content":"Hi"}}]}`,
+		chunk + `[{"delta":{"content":" there"},"finish_reason":"length"}],"model":"other"}`,
+		chunk + ` [],"usage":{"prompt_tokens":1,"completion_tokens":2}}`,
+		chunk + `[],"choices":[{"text":"again"}]}`,
+		chunk,
+		chunk + ` `,
+		chunk + `[{"delta":{"content":"x"}}]`,
+		chunk + `[{"delta":{"content":"x"}}]}}`,
+		chunk + `[{"delta":{"content":"x"}}]} x`,
+		chunk + `{"delta":{"content":"not a list"}}}`,
+		`{"id":"c2","model":"gpt-5","usage":null,"choices":[{"delta":{"content":"Hi"}}]}`,
+		`{"id":"c1","model":"gpt-5","usage":{"prompt_tokens":3},"choices":[{"delta":{"content":"Hi"}}]}`,
+		chunk + `[{"delta":{"content":"Hi"}}]}`,
+		anthropic + `{"type":"text_delta","text":"Hi"}}`,
+		anthropic + `{"text":" there","type":"text_delta"}}`,
+		anthropic + `{"type":"thinking_delta","thinking":"hmm"},"delta":{"type":"text_delta","text":"no"}}`,
+		anthropic + `"not an object"}`,
+		anthropic + `{"type":"text_delta","text":"Hi"},"type":"message_delta"}`,
+		anthropic + `{"type":"text_delta","text":"Hi"}`,
+		anthropic + `{"type":"text_delta","text":"Hi"}},`,
+		`{"type":"message_delta","index":0,"delta":{"stop_reason":"max_tokens"}}`,
+		anthropic + `{"type":"text_delta"},"choices":[{"text":"Hi"}]}`,
+		anthropic + `{"type":"text_delta"},"choices":[{"text":"Hi"}]}`,
+		anthropic + `{"type":"input_json_delta","partial_json":"{\"a\":"}}`,
+	}
+	var ws walkers
+	var one walker // walks every kind in turn
+	for _, doc := range tests {
+		checkWalk(t, &ws, doc)
+		checkWalk(t, &ws, doc)
+		for _, kind := range []objKind{objAnthropic, objChunk, objResponses, objChunk} {
+			var fresh walker
+			d := []byte(doc)
+			if one.walk(d, kind) != fresh.walk(d, kind) || !slices.Equal(one.ev.texts, fresh.ev.texts) {
+				t.Fatalf("%q as %d: the walk depends on the kind walked before", doc, kind)
+			}
+			a, b := one.ev, fresh.ev
+			a.texts, b.texts = nil, nil
+			if !reflect.DeepEqual(a, b) {
+				t.Fatalf("%q as %d: the walk depends on the kind walked before", doc, kind)
+			}
+		}
+	}
+	if p := resumePrefix(tests[0], objChunk); p != chunk {
+		t.Fatalf("chunk resumes after %q", p)
+	}
+	if p := resumePrefix(tests[13], objAnthropic); p != anthropic {
+		t.Fatalf("anthropic event resumes after %q", p)
 	}
 }
 
@@ -245,19 +353,25 @@ func TestMeterMatchesGjson(t *testing.T) {
 }
 
 // FuzzWalk checks the walker on any bytes: it never panics, finds them
-// valid exactly when gjson.Valid does, and reads the values gjson reads.
+// valid exactly when gjson.Valid does, and reads the values gjson reads,
+// also when the document follows another (next, then data again) whose
+// start it may repeat.
 func FuzzWalk(f *testing.F) {
+	rng := rand.New(rand.NewPCG(34, 35))
 	for _, ev := range streamEvents(f) {
-		f.Add([]byte(ev))
+		f.Add([]byte(ev), []byte(mutate(rng, ev)))
 	}
-	g := &jsonGen{rng: rand.New(rand.NewPCG(34, 35))}
+	g := &jsonGen{rng: rng}
 	for range 50 {
-		f.Add([]byte(g.doc()))
+		doc := g.doc()
+		f.Add([]byte(doc), []byte(mutate(rng, doc)))
 	}
-	f.Add([]byte(`{"a":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var w walker
-		checkWalk(t, &w, string(data))
+	f.Add([]byte(`{"a":`+strings.Repeat("[", 70)+strings.Repeat("]", 70)+`}`), []byte(`{}`))
+	f.Fuzz(func(t *testing.T, data, next []byte) {
+		var ws walkers
+		checkWalk(t, &ws, string(data))
+		checkWalk(t, &ws, string(next))
+		checkWalk(t, &ws, string(data))
 	})
 }
 
@@ -271,16 +385,20 @@ func BenchmarkEvent(b *testing.B) {
 			break
 		}
 	}
+	// The same chunk from another stream: every walk of the two in turn
+	// starts from the beginning.
+	other := bytes.Replace(chat, []byte(`"id":"chatcmpl-`), []byte(`"id":"chatcmpm-`), 1)
 	for _, bc := range []struct {
 		name, event string
 		api         API
-		data        []byte
+		data, other []byte
 	}{
-		{"chat-chunk", "", APIChatCompletions, chat},
+		{"chat-chunk", "", APIChatCompletions, chat, nil},
+		{"chat-chunk-unlike-last", "", APIChatCompletions, chat, other},
 		{"anthropic-text-delta", "content_block_delta", APIAnthropicMessages,
-			[]byte(`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" How can I help"}}`)},
+			[]byte(`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" How can I help"}}`), nil},
 		{"responses-text-delta", "response.output_text.delta", APIResponses,
-			[]byte(`{"type":"response.output_text.delta","sequence_number":5,"item_id":"msg_68af0f8c2d8c8193a6ad1d6a1b2c3d4e0bd5ebc9a1f2e3d4","output_index":0,"content_index":0,"delta":" there","logprobs":[]}`)},
+			[]byte(`{"type":"response.output_text.delta","sequence_number":5,"item_id":"msg_68af0f8c2d8c8193a6ad1d6a1b2c3d4e0bd5ebc9a1f2e3d4","output_index":0,"content_index":0,"delta":" there","logprobs":[]}`), nil},
 	} {
 		var m Meter
 		m.Reset(MeterOptions{API: bc.api, SSE: true})
@@ -292,8 +410,13 @@ func BenchmarkEvent(b *testing.B) {
 				name := []byte(bc.event)
 				b.SetBytes(int64(len(bc.data)))
 				b.ReportAllocs()
+				data, other := bc.data, bc.other
+				if other == nil {
+					other = data
+				}
 				for b.Loop() {
-					reader.h.event(name, bc.data)
+					reader.h.event(name, data)
+					data, other = other, data
 				}
 				if m.Malformed() != 0 || !m.FirstContent() {
 					b.Fatalf("malformed %d, first content %v", m.Malformed(), m.FirstContent())

@@ -1,6 +1,10 @@
 package usage
 
-import "github.com/tidwall/gjson"
+import (
+	"bytes"
+
+	"github.com/tidwall/gjson"
+)
 
 // walked is what a walk noted in one event. Its meaning follows the gjson
 // reads the Meter makes of a whole document (meter.go, openai.go): a key
@@ -47,6 +51,13 @@ const (
 // with w.ev incomplete, when d is not valid.
 func (w *walker) walk(d []byte, root objKind) bool {
 	w.d = d
+	if r := &w.resume; len(r.prefix) > 0 && r.kind == root && bytes.HasPrefix(d, r.prefix) {
+		texts := w.ev.texts[:0]
+		w.ev = r.ev
+		w.ev.texts = texts
+		i, ok := w.members(skipWS(d, len(r.prefix)), root, r.seen, true)
+		return ok && skipWS(d, i) == len(d)
+	}
 	w.ev.reset()
 	i := skipWS(d, 0)
 	if i >= len(d) {
@@ -61,16 +72,40 @@ func (w *walker) walk(d []byte, root objKind) bool {
 	return ok && skipWS(d, i) == len(d)
 }
 
+// maxResumePrefix bounds the bytes kept to resume a walk.
+const maxResumePrefix = 4 << 10
+
+// resumePoint lets a walk skip the start of an event that repeats the
+// last one's. The events of a stream differ little: every OpenAI chunk
+// repeats the id, object, created, model and system_fingerprint before
+// its choices; every Anthropic text delta its type and index before its
+// delta. The walk is a function of the bytes read so far, so an event
+// whose bytes up to its first root "choices" (or "delta") value equal the
+// last one's reaches there in the same state: the walk compares those
+// bytes and starts at the value with that state.
+type resumePoint struct {
+	kind   objKind
+	prefix []byte // the event up to the colon after the key
+	ev     walked // what the walk had noted by then (no texts)
+	seen   uint8  // the root object's first-occurrence bits then
+}
+
+func (r *resumePoint) reset() {
+	r.prefix = r.prefix[:0]
+}
+
+// resumeKey is the root member of a kind whose value a walk resumes at.
+func resumeKey(kind objKind) string {
+	if kind == objChunk {
+		return "choices"
+	}
+	return "delta"
+}
+
 // object reads the object starting at d[i] and notes the members its kind
 // asks for; any other member is only checked.
 func (w *walker) object(i int, kind objKind) (int, bool) {
 	d := w.d
-	ev := &w.ev
-	var (
-		seen       uint8 // members read at their first occurrence only, by bit
-		name, args span  // a function's, counted once it is complete
-		s          span
-	)
 	i = skipWS(d, i+1)
 	if i >= len(d) {
 		return i, false
@@ -78,23 +113,52 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 	if d[i] == '}' {
 		return i + 1, true
 	}
+	return w.members(i, kind, 0, false)
+}
+
+// members reads the members of an object from the key at d[i] to the
+// closing brace. resumed says d[i] starts the value of the kind's
+// resumeKey instead, seen holding the first-occurrence bits of the
+// members before it.
+func (w *walker) members(i int, kind objKind, seen uint8, resumed bool) (int, bool) {
+	d := w.d
+	ev := &w.ev
+	var (
+		name, args span // a function's, counted once it is complete
+		s          span
+		key        []byte
+		ok         bool
+	)
+	if resumed {
+		key = []byte(resumeKey(kind))
+	}
 	for {
-		if d[i] != '"' {
-			return i, false
+		if resumed {
+			resumed = false
+		} else {
+			if d[i] != '"' {
+				return i, false
+			}
+			var end int
+			var esc bool
+			if end, esc, ok = str(d, i+1); !ok {
+				return end, false
+			}
+			key = d[i+1 : end-1]
+			if esc {
+				key = w.unescapeKey(key)
+			}
+			i = skipWS(d, end)
+			if i >= len(d) || d[i] != ':' {
+				return i, false
+			}
+			i++
+			if kind == objChunk && seen&1 == 0 && string(key) == "choices" ||
+				kind == objAnthropic && seen&2 == 0 && string(key) == "delta" {
+				w.saveResume(i, kind, seen)
+			}
+			i = skipWS(d, i)
 		}
-		end, esc, ok := w.str(i + 1)
-		if !ok {
-			return end, false
-		}
-		key := d[i+1 : end-1]
-		if esc {
-			key = w.unescapeKey(key)
-		}
-		i = skipWS(d, end)
-		if i >= len(d) || d[i] != ':' {
-			return i, false
-		}
-		i = skipWS(d, i+1)
 		if i >= len(d) {
 			return i, false
 		}
@@ -103,6 +167,7 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 		case objChunk:
 			switch string(key) {
 			case "choices":
+				seen |= 1
 				ev.texts, ev.choices, ev.capped = ev.texts[:0], -1, 0
 				if c == '[' {
 					i, ok = w.array(i, objChoice)
@@ -119,7 +184,11 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 					ev.model = s
 				}
 			default:
-				i, ok = w.skipValue(i)
+				if c == '"' {
+					i, _, ok = str(d, i+1)
+				} else {
+					i, ok = w.skip(i)
+				}
 			}
 		case objChoice:
 			switch string(key) {
@@ -134,7 +203,11 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 					ev.capped++
 				}
 			default:
-				i, ok = w.skipValue(i)
+				if c == '"' {
+					i, _, ok = str(d, i+1)
+				} else {
+					i, ok = w.skip(i)
+				}
 			}
 		case objMessage:
 			switch string(key) {
@@ -163,7 +236,11 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 			case "audio":
 				i, ok = w.objectOrSkip(i, objAudio)
 			default:
-				i, ok = w.skipValue(i)
+				if c == '"' {
+					i, _, ok = str(d, i+1)
+				} else {
+					i, ok = w.skip(i)
+				}
 			}
 		case objCalls:
 			i, ok = w.objectOrSkip(i, objCall)
@@ -272,6 +349,20 @@ func (w *walker) object(i int, kind objKind) (int, bool) {
 	return i + 1, true
 }
 
+// saveResume notes the walk's state at d[p], just past the colon of the
+// kind's first resumeKey.
+func (w *walker) saveResume(p int, kind objKind, seen uint8) {
+	r := &w.resume
+	if p > maxResumePrefix {
+		r.reset()
+		return
+	}
+	r.kind, r.seen = kind, seen
+	r.prefix = append(r.prefix[:0], w.d[:p]...)
+	r.ev = w.ev
+	r.ev.texts = nil
+}
+
 // array reads the array starting at d[i]; its elements that are objects
 // are read as elem.
 func (w *walker) array(i int, elem objKind) (int, bool) {
@@ -322,7 +413,7 @@ func (w *walker) objectOrSkip(i int, kind objKind) (int, bool) {
 // capture reads the value starting at d[i] and returns where it is.
 func (w *walker) capture(i int) (span, bool) {
 	if w.d[i] == '"' {
-		end, esc, ok := w.str(i + 1)
+		end, esc, ok := str(w.d, i+1)
 		return span{i, end, esc}, ok
 	}
 	end, ok := w.skipValue(i)
@@ -335,7 +426,7 @@ func (w *walker) text(i int) (int, bool) {
 	if w.d[i] != '"' {
 		return w.skipValue(i)
 	}
-	end, esc, ok := w.str(i + 1)
+	end, esc, ok := str(w.d, i+1)
 	if ok && end-i > 2 {
 		w.ev.texts = append(w.ev.texts, span{i, end, esc})
 	}
