@@ -339,17 +339,9 @@ func (w *walker) isDeepObject(level int) bool {
 	return w.deep[level/64]&(1<<(level%64)) != 0
 }
 
-// valid tells whether d is one JSON value with only whitespace around it,
-// exactly when gjson.Valid does.
-func (w *walker) valid(d []byte) bool {
-	w.d = d
-	i := skipWS(d, 0)
-	i, ok := w.skip(i)
-	return ok && skipWS(d, i) == len(d)
-}
-
 // unescapeKey returns an escaped key unescaped, or empty when it is too
-// long to be one the walker looks for.
+// long to be one the walker looks for. The key is valid until the walker
+// unescapes another string.
 func (w *walker) unescapeKey(raw []byte) []byte {
 	if len(raw) > maxKeyEscaped {
 		return nil

@@ -14,6 +14,15 @@ import (
 	"github.com/tidwall/gjson"
 )
 
+// valid tells whether d is one JSON value with only whitespace around it,
+// exactly when gjson.Valid does.
+func (w *walker) valid(d []byte) bool {
+	w.d = d
+	i := skipWS(d, 0)
+	i, ok := w.skip(i)
+	return ok && skipWS(d, i) == len(d)
+}
+
 func TestWalkValid(t *testing.T) {
 	deep := func(n int, open, close string) string {
 		return strings.Repeat(open, n) + strings.Repeat(close, n)

@@ -1,10 +1,6 @@
 package usage
 
-import (
-	"bytes"
-
-	"github.com/tidwall/gjson"
-)
+import "bytes"
 
 // walked is what a walk noted in one event. Its meaning follows the gjson
 // reads the Meter makes of a whole document (meter.go, openai.go): a key
@@ -70,36 +66,6 @@ func (w *walker) walk(d []byte, root objKind) bool {
 		i, ok = w.skipValue(i)
 	}
 	return ok && skipWS(d, i) == len(d)
-}
-
-// maxResumePrefix bounds the bytes kept to resume a walk.
-const maxResumePrefix = 4 << 10
-
-// resumePoint lets a walk skip the start of an event that repeats the
-// last one's. The events of a stream differ little: every OpenAI chunk
-// repeats the id, object, created, model and system_fingerprint before
-// its choices; every Anthropic text delta its type and index before its
-// delta. The walk is a function of the bytes read so far, so an event
-// whose bytes up to its first root "choices" (or "delta") value equal the
-// last one's reaches there in the same state: the walk compares those
-// bytes and starts at the value with that state.
-type resumePoint struct {
-	kind   objKind
-	prefix []byte // the event up to the colon after the key
-	ev     walked // what the walk had noted by then (no texts)
-	seen   uint8  // the root object's first-occurrence bits then
-}
-
-func (r *resumePoint) reset() {
-	r.prefix = r.prefix[:0]
-}
-
-// resumeKey is the root member of a kind whose value a walk resumes at.
-func resumeKey(kind objKind) string {
-	if kind == objChunk {
-		return "choices"
-	}
-	return "delta"
 }
 
 // object reads the object starting at d[i] and notes the members its kind
@@ -349,20 +315,6 @@ func (w *walker) members(i int, kind objKind, seen uint8, resumed bool) (int, bo
 	return i + 1, true
 }
 
-// saveResume notes the walk's state at d[p], just past the colon of the
-// kind's first resumeKey.
-func (w *walker) saveResume(p int, kind objKind, seen uint8) {
-	r := &w.resume
-	if p > maxResumePrefix {
-		r.reset()
-		return
-	}
-	r.kind, r.seen = kind, seen
-	r.prefix = append(r.prefix[:0], w.d[:p]...)
-	r.ev = w.ev
-	r.ev.texts = nil
-}
-
 // array reads the array starting at d[i]; its elements that are objects
 // are read as elem.
 func (w *walker) array(i int, elem objKind) (int, bool) {
@@ -453,77 +405,4 @@ func (w *walker) eventType(name []byte) []byte {
 	}
 	w.key = appendUnescaped(w.key[:0], bytesString(body))
 	return w.key
-}
-
-// openAIEvent reads one streamed event of an OpenAI-style API as
-// [Meter.openAIChunk] reads a document, in one pass over its bytes. valid
-// is false when the event is not valid JSON; nothing is read from it then.
-func (m *Meter) openAIEvent(data []byte) (usageOnly, valid bool) {
-	w := &m.walk
-	if !w.walk(data, objChunk) {
-		return false, false
-	}
-	ev := &w.ev
-	if ev.model.ok() && m.model == "" {
-		m.setModel(gjson.Parse(bytesString(data[ev.model.start:ev.model.end])))
-	}
-	hasUsage := ev.usage.ok() && data[ev.usage.start] == '{'
-	if hasUsage {
-		// One chunk a stream: gjson reads it.
-		m.openAIUsage(gjson.Parse(bytesString(data[ev.usage.start:ev.usage.end])))
-	}
-	for _, s := range ev.texts {
-		m.countString(data[s.start+1:s.end-1], s.esc)
-	}
-	m.capped += int64(ev.capped)
-	return ev.choices == 0 && hasUsage, true
-}
-
-// anthropicStreamEvent reads one event of an Anthropic Messages stream as
-// [Meter.anthropicEvent] does. The text deltas, one per token or so, are
-// read from the walk; the few other events by gjson once the walk found
-// them valid.
-func (m *Meter) anthropicStreamEvent(name, data []byte) (valid bool) {
-	w := &m.walk
-	if !w.walk(data, objAnthropic) {
-		return false
-	}
-	ev := &w.ev
-	if string(w.eventType(name)) != "content_block_delta" {
-		m.anthropicEvent(name, gjson.Parse(bytesString(data)), true)
-		return true
-	}
-	switch {
-	case w.strIs(ev.deltaType, "text_delta"):
-		m.textSpan(ev.deltaText)
-	case w.strIs(ev.deltaType, "thinking_delta"):
-		m.textSpan(ev.deltaThinking)
-	case w.strIs(ev.deltaType, "input_json_delta"):
-		m.textSpan(ev.deltaJSON)
-	}
-	return true
-}
-
-// responsesStreamEvent reads one event of a Responses API stream as
-// [Meter.responsesEvent] does; its deltas are read from the walk.
-func (m *Meter) responsesStreamEvent(name, data []byte) (valid bool) {
-	w := &m.walk
-	if !w.walk(data, objResponses) {
-		return false
-	}
-	if isResponsesDelta(string(w.eventType(name))) {
-		m.textSpan(w.ev.delta)
-		return true
-	}
-	m.responsesEvent(name, gjson.Parse(bytesString(data)))
-	return true
-}
-
-// textSpan counts the value at s of the last walk when it is a non-empty
-// string.
-func (m *Meter) textSpan(s span) {
-	d := m.walk.d
-	if s.ok() && d[s.start] == '"' && s.end-s.start > 2 {
-		m.countString(d[s.start+1:s.end-1], s.esc)
-	}
 }
