@@ -10,10 +10,6 @@ import (
 // noRank marks a pair of adjacent parts whose concatenation is not a token.
 const noRank = math.MaxUint32
 
-// smallPiece is the longest piece merged with working memory on the stack;
-// longer ones use pooled memory.
-const smallPiece = 64
-
 // MaxPiece is the longest pre-tokenizer piece Count merges whole. Merging
 // takes up to 40 bytes of working memory per byte of the piece (24 MiB at
 // MaxPiece, a power of two), so a longer piece
@@ -23,21 +19,76 @@ const smallPiece = 64
 // per part. The reference itself needs hours for such a piece.
 const MaxPiece = 1 << 20
 
+// pieceCounter counts the pieces of one text. Its working memory (the
+// merge's tree and lists, a piece rewritten for invalid UTF-8) comes from a
+// pool, taken by the first piece that needs it and kept until done, instead
+// of arrays on the stack: counting then takes a few hundred bytes of stack.
+// That matters because a prompt is counted at the bottom of a gRPC stream's
+// deep stack, and a goroutine whose stack once grows keeps the doubled stack
+// (8 KiB more per open stream) until a garbage collection shrinks it.
+type pieceCounter struct {
+	v *vocab
+	s *scratch
+}
+
+type scratch struct {
+	// Pieces up to smallPiece bytes, nearly all of them, merge in these.
+	smallTree            [2 * smallPiece]uint64
+	smallNext, smallPrev [smallPiece]int32
+	tree                 []uint64
+	next, prev           []int32
+	text                 []byte
+}
+
+// smallPiece is the longest piece merged in a scratch's fixed arrays;
+// longer ones grow its slices.
+const smallPiece = 64
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func (c *pieceCounter) scratch() *scratch {
+	if c.s == nil {
+		c.s = scratchPool.Get().(*scratch)
+	}
+	return c.s
+}
+
+// done gives the working memory back; c may be used again.
+func (c *pieceCounter) done() {
+	if c.s != nil {
+		scratchPool.Put(c.s)
+		c.s = nil
+	}
+}
+
+// count counts one pre-tokenizer piece; bad reports that it may hold
+// invalid UTF-8.
+func (c *pieceCounter) count(piece []byte, bad bool) int {
+	if !bad {
+		return c.countPiece(piece)
+	}
+	// The reference reads text as runes, so each invalid byte is U+FFFD.
+	s := c.scratch()
+	buf := s.text[:0]
+	for i := 0; i < len(piece); {
+		r, n := utf8.DecodeRune(piece[i:])
+		buf = utf8.AppendRune(buf, r)
+		i += n
+	}
+	s.text = buf
+	return c.countPiece(buf)
+}
+
 // countPiece returns the number of tokens BPE makes of one pre-tokenizer
 // piece: starting from single bytes, repeatedly merge the adjacent pair whose
 // concatenation has the lowest rank (the leftmost one on ties) until no
 // adjacent pair is a token.
-func (v *vocab) countPiece(p []byte) int {
+func (c *pieceCounter) countPiece(p []byte) int {
 	if len(p) <= 1 {
 		return len(p)
 	}
-	if _, ok := v.rank(p); ok {
+	if _, ok := c.v.rank(p); ok {
 		return 1
-	}
-	if len(p) <= smallPiece {
-		var tree [2 * smallPiece]uint64
-		var next, prev [smallPiece]int32
-		return v.merge(p, tree[:], next[:len(p)], prev[:len(p)])
 	}
 	if len(p) > MaxPiece {
 		n := 0
@@ -46,25 +97,20 @@ func (v *vocab) countPiece(p []byte) int {
 			for cut > MaxPiece-utf8.UTFMax && !utf8.RuneStart(p[cut]) {
 				cut--
 			}
-			n += v.countPiece(p[:cut])
+			n += c.countPiece(p[:cut])
 			p = p[cut:]
 		}
-		return n + v.countPiece(p)
+		return n + c.countPiece(p)
 	}
-	s := mergePool.Get().(*mergeScratch)
-	defer mergePool.Put(s)
+	s := c.scratch()
+	if len(p) <= smallPiece {
+		return c.v.merge(p, s.smallTree[:], s.smallNext[:len(p)], s.smallPrev[:len(p)])
+	}
 	s.tree = grow(s.tree, 2*leaves(len(p)))
 	s.next = grow(s.next, len(p))
 	s.prev = grow(s.prev, len(p))
-	return v.merge(p, s.tree, s.next, s.prev)
+	return c.v.merge(p, s.tree, s.next, s.prev)
 }
-
-type mergeScratch struct {
-	tree       []uint64
-	next, prev []int32
-}
-
-var mergePool = sync.Pool{New: func() any { return new(mergeScratch) }}
 
 // leaves is the number of leaves of the tournament tree for n parts: a power
 // of two, so that the nodes of each level are contiguous.

@@ -44,7 +44,10 @@ func TestMergeMatchesNaive(t *testing.T) {
 						b.WriteByte(alpha[r.IntN(len(alpha))])
 					}
 					p := []byte(b.String()[:n])
-					if got, want := v.countPiece(p), naiveBPE(v, p); got != want {
+					pc := pieceCounter{v: v}
+					got := pc.countPiece(p)
+					pc.done()
+					if want := naiveBPE(v, p); got != want {
 						t.Fatalf("%d bytes of %q: countPiece = %d, want %d", n, alpha, got, want)
 					}
 				}

@@ -52,16 +52,18 @@ func (c *Counter) WriteString(s string) {
 // scan counts the pieces of the tail that are final and drops them.
 func (c *Counter) scan() {
 	s := scanner{b: c.tail}
+	pc := pieceCounter{v: c.enc.vocab}
 	p := 0
 	for p < len(c.tail) {
 		end := s.next(c.enc.kind, p)
 		if end == needMore {
 			break
 		}
-		c.counted += int64(c.enc.countPiece(c.tail[p:end], s.bad))
+		c.counted += int64(pc.count(c.tail[p:end], s.bad))
 		s.bad = false
 		p = end
 	}
+	pc.done()
 	if p == 0 && len(c.tail) == MaxTail {
 		// One piece fills the tail: count what is there as if the text
 		// ended, except an incomplete rune, which the next write completes.

@@ -14,7 +14,6 @@ package tokens
 import (
 	"fmt"
 	"sync"
-	"unicode/utf8"
 )
 
 // Names of the supported encodings.
@@ -83,28 +82,14 @@ func (e *Encoding) CountBytes(b []byte) int {
 	// at len so they never read memory the caller may be writing.
 	b = b[:len(b):len(b)]
 	s := scanner{b: b, eof: true}
+	pc := pieceCounter{v: e.vocab}
 	n := 0
 	for p := 0; p < len(b); {
 		end := s.next(e.kind, p)
-		n += e.countPiece(b[p:end], s.bad)
+		n += pc.count(b[p:end], s.bad)
 		s.bad = false
 		p = end
 	}
+	pc.done()
 	return n
-}
-
-// countPiece counts one piece; bad reports that it may hold invalid UTF-8.
-func (e *Encoding) countPiece(piece []byte, bad bool) int {
-	if !bad {
-		return e.vocab.countPiece(piece)
-	}
-	// The reference reads text as runes, so each invalid byte is U+FFFD.
-	var stack [256]byte
-	buf := stack[:0]
-	for i := 0; i < len(piece); {
-		r, n := utf8.DecodeRune(piece[i:])
-		buf = utf8.AppendRune(buf, r)
-		i += n
-	}
-	return e.vocab.countPiece(buf)
 }
