@@ -29,6 +29,8 @@ func (m *Meter) anthropicEvent(name []byte, root gjson.Result, stream bool) {
 	case "content_block_start":
 		m.anthropicBlock(root.Get("content_block"), stream)
 	case "content_block_delta":
+		// A streamed one is read by anthropicStreamEvent: the two must
+		// agree.
 		d := root.Get("delta")
 		switch d.Get("type").Str {
 		case "text_delta":

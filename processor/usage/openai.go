@@ -11,6 +11,10 @@ import "github.com/tidwall/gjson"
 //
 // It returns true for the usage-only chunk that include_usage adds: choices
 // empty and usage set.
+//
+// Streamed chunks are read by [Meter.openAIEvent] in one pass instead; it
+// must read what this reads (walkevent.go, checked against this in the
+// tests).
 func (m *Meter) openAIChunk(root gjson.Result) (usageOnly bool) {
 	var choices, usage gjson.Result
 	forEach(root, func(k, v gjson.Result) bool {
