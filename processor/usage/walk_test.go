@@ -83,21 +83,22 @@ func TestWalkValid(t *testing.T) {
 		{`{"a":` + strings.Repeat(`[{"b":`, 100) + "1" + strings.Repeat("]}", 100) + `}`, false},
 		{`{"a":` + deep(100, "[", "]") + "]}", false},
 	}
-	var w walker
-	var ws walkers
 	for _, tt := range tests {
-		checkWalk(t, &ws, tt.doc)
-		if gjson.Valid(tt.doc) != tt.valid {
-			t.Fatalf("%.60q: the case disagrees with gjson.Valid", tt.doc)
-		}
-		if got := w.valid([]byte(tt.doc)); got != tt.valid {
-			t.Errorf("valid(%.60q) = %v, want %v", tt.doc, got, tt.valid)
-		}
-		for _, kind := range []objKind{objChunk, objAnthropic, objResponses} {
-			if got := w.walk([]byte(tt.doc), kind); got != tt.valid {
-				t.Errorf("walk(%.60q, %d) = %v, want %v", tt.doc, kind, got, tt.valid)
+		t.Run(fmt.Sprintf("%.40q", tt.doc), func(t *testing.T) {
+			if gjson.Valid(tt.doc) != tt.valid {
+				t.Fatalf("the case disagrees with gjson.Valid")
 			}
-		}
+			var w walker
+			if got := w.valid([]byte(tt.doc)); got != tt.valid {
+				t.Errorf("valid = %v, want %v", got, tt.valid)
+			}
+			for _, kind := range []objKind{objChunk, objAnthropic, objResponses} {
+				if got := w.walk([]byte(tt.doc), kind); got != tt.valid {
+					t.Errorf("walk as %d = %v, want %v", kind, got, tt.valid)
+				}
+			}
+			checkWalk(t, &walkers{}, tt.doc)
+		})
 	}
 }
 
