@@ -135,13 +135,13 @@ func walkedChunk(w *walker, d []byte) extraction {
 	ev := &w.ev
 	x := extraction{choices: ev.choices, capped: ev.capped}
 	for _, s := range ev.texts {
-		x.texts = append(x.texts, string(d[s.start+1:s.end-1]))
+		x.texts = append(x.texts, string(s.body(d)))
 	}
 	if ev.model.ok() {
-		x.model = gjson.Parse(string(d[ev.model.start:ev.model.end])).Str
+		x.model = gjson.Parse(string(ev.model.raw(d))).Str
 	}
 	if ev.usage.ok() {
-		x.usage = string(d[ev.usage.start:ev.usage.end])
+		x.usage = string(ev.usage.raw(d))
 	}
 	return x
 }

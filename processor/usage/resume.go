@@ -11,11 +11,14 @@ const maxResumePrefix = 4 << 10
 // whose bytes up to its first root "choices" (or "delta") value equal the
 // last one's reaches there in the same state: the walk compares those
 // bytes and starts at the value with that state.
+//
+// Before that value a walk notes nothing but the root's model and usage
+// (a chunk) or type (an Anthropic event): those are the state kept.
 type resumePoint struct {
-	kind   objKind
-	prefix []byte // the event up to the colon after the key
-	ev     walked // what the walk had noted by then (no texts)
-	seen   uint8  // the root object's first-occurrence bits then
+	kind              objKind
+	prefix            []byte // the event up to the colon after the key
+	model, usage, typ span   // what the walk had noted by then
+	seen              uint8  // the root object's first-occurrence bits then
 }
 
 func (r *resumePoint) reset() {
@@ -40,6 +43,5 @@ func (w *walker) saveResume(p int, kind objKind, seen uint8) {
 	}
 	r.kind, r.seen = kind, seen
 	r.prefix = append(r.prefix[:0], w.d[:p]...)
-	r.ev = w.ev
-	r.ev.texts = nil
+	r.model, r.usage, r.typ = w.ev.model, w.ev.usage, w.ev.typ
 }

@@ -12,15 +12,15 @@ func (m *Meter) openAIEvent(data []byte) (usageOnly, valid bool) {
 	}
 	ev := &w.ev
 	if ev.model.ok() && m.model == "" {
-		m.setModel(gjson.Parse(bytesString(data[ev.model.start:ev.model.end])))
+		m.setModel(gjson.Parse(bytesString(ev.model.raw(data))))
 	}
-	hasUsage := ev.usage.ok() && data[ev.usage.start] == '{'
+	hasUsage := ev.usage.ok() && ev.usage.raw(data)[0] == '{'
 	if hasUsage {
 		// One chunk a stream: gjson reads it.
-		m.openAIUsage(gjson.Parse(bytesString(data[ev.usage.start:ev.usage.end])))
+		m.openAIUsage(gjson.Parse(bytesString(ev.usage.raw(data))))
 	}
 	for _, s := range ev.texts {
-		m.countString(data[s.start+1:s.end-1], s.esc)
+		m.countString(s.body(data), s.esc)
 	}
 	m.capped += int64(ev.capped)
 	return ev.choices == 0 && hasUsage, true
@@ -70,7 +70,7 @@ func (m *Meter) responsesStreamEvent(name, data []byte) (valid bool) {
 // string.
 func (m *Meter) textSpan(s span) {
 	d := m.walk.d
-	if s.ok() && d[s.start] == '"' && s.end-s.start > 2 {
-		m.countString(d[s.start+1:s.end-1], s.esc)
+	if s.nonEmpty(d) {
+		m.countString(s.body(d), s.esc)
 	}
 }

@@ -42,12 +42,32 @@ func (w *walker) reset() {
 
 // span is where a value is in the walked text: d[start:end], quotes
 // included for a string. end is 0 when there is none (no value ends at 0).
+// Offsets are 32 bits: an event is at most maxEventSize, and a Meter keeps
+// a dozen spans.
 type span struct {
-	start, end int
+	start, end int32
 	esc        bool // a string with a backslash in it
 }
 
+func newSpan(start, end int, esc bool) span {
+	return span{int32(start), int32(end), esc}
+}
+
 func (s span) ok() bool { return s.end > 0 }
+
+// next is the index past the value.
+func (s span) next() int { return int(s.end) }
+
+// raw returns the value's JSON text.
+func (s span) raw(d []byte) []byte { return d[s.start:s.end] }
+
+// isString tells whether the value is a string; nonEmpty whether it is one
+// with something between its quotes.
+func (s span) isString(d []byte) bool { return s.ok() && d[s.start] == '"' }
+func (s span) nonEmpty(d []byte) bool { return s.isString(d) && s.end-s.start > 2 }
+
+// body returns what is between a string's quotes.
+func (s span) body(d []byte) []byte { return d[s.start+1 : s.end-1] }
 
 // maxKeyEscaped bounds the raw length of an escaped key worth unescaping:
 // the longest key read is 17 bytes, each at most 6 bytes escaped.
@@ -353,10 +373,10 @@ func (w *walker) unescapeKey(raw []byte) []byte {
 // strIs tells whether the value at s is a string equal to want once
 // unescaped.
 func (w *walker) strIs(s span, want string) bool {
-	if !s.ok() || w.d[s.start] != '"' {
+	if !s.isString(w.d) {
 		return false
 	}
-	body := w.d[s.start+1 : s.end-1]
+	body := s.body(w.d)
 	if !s.esc {
 		return string(body) == want
 	}

@@ -171,7 +171,7 @@ func checkWalkers(t testing.TB, ws *walkers, doc string) {
 		if !s.ok() {
 			return ""
 		}
-		return string(d[s.start:s.end])
+		return string(s.raw(d))
 	}
 	ev := &ws.anthropic.ev
 	delta := root.Get("delta")

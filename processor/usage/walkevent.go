@@ -48,9 +48,8 @@ const (
 func (w *walker) walk(d []byte, root objKind) bool {
 	w.d = d
 	if r := &w.resume; len(r.prefix) > 0 && r.kind == root && bytes.HasPrefix(d, r.prefix) {
-		texts := w.ev.texts[:0]
-		w.ev = r.ev
-		w.ev.texts = texts
+		w.ev.reset()
+		w.ev.model, w.ev.usage, w.ev.typ = r.model, r.usage, r.typ
 		i, ok := w.members(skipWS(d, len(r.prefix)), root, r.seen, true)
 		return ok && skipWS(d, i) == len(d)
 	}
@@ -142,11 +141,11 @@ func (w *walker) members(i int, kind objKind, seen uint8, resumed bool) (int, bo
 				}
 			case "usage":
 				s, ok = w.capture(i)
-				i, ev.usage = s.end, s
+				i, ev.usage = s.next(), s
 			case "model":
 				s, ok = w.capture(i)
-				i = s.end
-				if ok && !ev.model.ok() && c == '"' && s.end-s.start > 2 {
+				i = s.next()
+				if ok && !ev.model.ok() && s.nonEmpty(d) {
 					ev.model = s
 				}
 			default:
@@ -164,7 +163,7 @@ func (w *walker) members(i int, kind objKind, seen uint8, resumed bool) (int, bo
 				i, ok = w.text(i)
 			case "finish_reason":
 				s, ok = w.capture(i)
-				i = s.end
+				i = s.next()
 				if ok && w.strIs(s, "length") {
 					ev.capped++
 				}
@@ -219,7 +218,7 @@ func (w *walker) members(i int, kind objKind, seen uint8, resumed bool) (int, bo
 			}
 		case objFunction:
 			s, ok = w.capture(i)
-			i = s.end
+			i = s.next()
 			switch string(key) {
 			case "name":
 				if seen&1 == 0 {
@@ -253,9 +252,9 @@ func (w *walker) members(i int, kind objKind, seen uint8, resumed bool) (int, bo
 				}
 			case "delta":
 				if seen&2 == 0 && c == '{' && kind == objAnthropic {
-					s.start = i
+					start := i
 					i, ok = w.object(i, objAnthropicDelta)
-					s.end, s.esc = i, false
+					s = newSpan(start, i, false)
 				} else {
 					s, ok = w.capture(i)
 				}
@@ -264,12 +263,14 @@ func (w *walker) members(i int, kind objKind, seen uint8, resumed bool) (int, bo
 					ev.delta = s
 				}
 			default:
-				s.end, ok = w.skipValue(i)
+				var end int
+				end, ok = w.skipValue(i)
+				s = newSpan(i, end, false)
 			}
-			i = s.end
+			i = s.next()
 		case objAnthropicDelta:
 			s, ok = w.capture(i)
-			i = s.end
+			i = s.next()
 			var bit uint8
 			var at *span
 			switch string(key) {
@@ -366,10 +367,10 @@ func (w *walker) objectOrSkip(i int, kind objKind) (int, bool) {
 func (w *walker) capture(i int) (span, bool) {
 	if w.d[i] == '"' {
 		end, esc, ok := str(w.d, i+1)
-		return span{i, end, esc}, ok
+		return newSpan(i, end, esc), ok
 	}
 	end, ok := w.skipValue(i)
-	return span{i, end, false}, ok
+	return newSpan(i, end, false), ok
 }
 
 // text reads the value starting at d[i] and notes it as text to count
@@ -380,14 +381,14 @@ func (w *walker) text(i int) (int, bool) {
 	}
 	end, esc, ok := str(w.d, i+1)
 	if ok && end-i > 2 {
-		w.ev.texts = append(w.ev.texts, span{i, end, esc})
+		w.ev.texts = append(w.ev.texts, newSpan(i, end, esc))
 	}
 	return end, ok
 }
 
 // addText notes a captured value as text when it is a non-empty string.
 func (w *walker) addText(s span) {
-	if s.ok() && w.d[s.start] == '"' && s.end-s.start > 2 {
+	if s.nonEmpty(w.d) {
 		w.ev.texts = append(w.ev.texts, s)
 	}
 }
@@ -396,10 +397,10 @@ func (w *walker) addText(s span) {
 // a non-empty string, unescaped, else the SSE event name.
 func (w *walker) eventType(name []byte) []byte {
 	s := w.ev.typ
-	if !s.ok() || w.d[s.start] != '"' || s.end-s.start <= 2 {
+	if !s.nonEmpty(w.d) {
 		return name
 	}
-	body := w.d[s.start+1 : s.end-1]
+	body := s.body(w.d)
 	if !s.esc {
 		return body
 	}
