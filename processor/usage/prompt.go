@@ -47,27 +47,30 @@ func EstimatePrompt(api API, body []byte, enc *tokens.Encoding) int64 {
 	if !gjson.Valid(s) {
 		return 0
 	}
-	root := gjson.Parse(s)
-	if !root.IsObject() {
+	s = strings.TrimSpace(s)
+	if s == "" || s[0] != '{' {
 		return 0
 	}
-	e := estimator{enc: enc, model: root.Get("model").Str}
+	e := estimator{enc: enc, model: strOf(getRaw(s, "model"))}
 	switch api {
 	case APIChatCompletions:
-		e.chat(root)
+		e.chat(s)
 	case APICompletions:
-		e.promptInput(root.Get("prompt"))
-		e.str(root.Get("suffix"))
+		e.promptInput(getRaw(s, "prompt"))
+		e.str(getRaw(s, "suffix"))
 	case APIEmbeddings:
-		e.promptInput(root.Get("input"))
+		e.promptInput(getRaw(s, "input"))
 	case APIResponses:
-		e.responses(root)
+		e.responses(s)
 	case APIAnthropicMessages:
-		e.anthropic(root)
+		e.anthropic(s)
 	}
 	return e.n
 }
 
+// An estimator walks the body as raw JSON text, read with jsonIter and
+// getRaw (see prompt_json.go), each element in a method of its own: the
+// frames on the stack between the estimate and the tokenizer stay small.
 type estimator struct {
 	enc   *tokens.Encoding
 	model string
@@ -75,12 +78,12 @@ type estimator struct {
 	buf   []byte
 }
 
-// str counts a JSON string value.
-func (e *estimator) str(v gjson.Result) {
-	if v.Type != gjson.String || len(v.Raw) <= 2 || v.Raw[0] != '"' {
+// str counts a JSON string given as raw JSON; anything else counts 0.
+func (e *estimator) str(raw string) {
+	if len(raw) < 2 || raw[0] != '"' {
 		return
 	}
-	raw := v.Raw[1 : len(v.Raw)-1]
+	raw = raw[1 : len(raw)-1]
 	if strings.IndexByte(raw, '\\') < 0 {
 		e.text(stringBytes(raw))
 		return
@@ -101,10 +104,14 @@ func (e *estimator) text(b []byte) {
 // schema): the whitespace a client pretty-prints with is not what the
 // model is shown.
 func (e *estimator) raw(v gjson.Result) {
-	if !v.Exists() {
+	e.compact(v.Raw)
+}
+
+func (e *estimator) compact(raw string) {
+	if raw == "" {
 		return
 	}
-	e.buf = appendCompact(e.buf[:0], v.Raw)
+	e.buf = appendCompact(e.buf[:0], raw)
 	e.text(e.buf)
 }
 
@@ -135,87 +142,125 @@ func appendCompact(dst []byte, s string) []byte {
 
 // promptInput counts a completions prompt or an embeddings input: a string,
 // an array of strings, an array of token ids, or an array of those.
-func (e *estimator) promptInput(v gjson.Result) {
-	switch {
-	case v.Type == gjson.String:
-		e.str(v)
-	case v.IsArray():
-		forEach(v, func(_, el gjson.Result) bool {
-			switch {
-			case el.Type == gjson.String:
-				e.str(el)
-			case el.Type == gjson.Number:
-				e.n++
-			case el.IsArray():
-				forEach(el, func(_, _ gjson.Result) bool {
-					e.n++
-					return true
-				})
-			}
-			return true
-		})
+func (e *estimator) promptInput(raw string) {
+	if firstByte(raw) == '"' {
+		e.str(raw)
+		return
+	}
+	var els jsonIter
+	for els.start(raw); els.next(); {
+		switch c := els.cur[0]; {
+		case c == '"':
+			e.str(els.cur)
+		case c == '[':
+			e.n += int64(count(els.cur))
+		case c == '-' || '0' <= c && c <= '9':
+			e.n++
+		}
 	}
 }
 
-func (e *estimator) chat(root gjson.Result) {
-	forEach(root.Get("messages"), func(_, msg gjson.Result) bool {
-		e.n += perMessage
-		forEach(msg, func(k, v gjson.Result) bool {
-			switch k.Str {
-			case "content":
-				e.chatContent(v)
-			case "name":
-				e.str(v)
-				e.n += perName
-			case "tool_calls":
-				forEach(v, func(_, call gjson.Result) bool {
-					e.str(call.Get("function.name"))
-					e.str(call.Get("function.arguments"))
-					return true
-				})
-			case "function_call":
-				e.str(v.Get("name"))
-				e.str(v.Get("arguments"))
-			default:
-				e.str(v) // role, tool_call_id, refusal…
-			}
-			return true
-		})
-		return true
-	})
+// firstByte returns the first byte of raw JSON (its kind), or 0 for none.
+func firstByte(raw string) byte {
+	if raw == "" {
+		return 0
+	}
+	return raw[0]
+}
+
+// count returns the number of elements of an array.
+func count(raw string) int {
+	n := 0
+	var it jsonIter
+	for it.start(raw); it.next(); {
+		n++
+	}
+	return n
+}
+
+func (e *estimator) chat(root string) {
+	e.chatMessages(getRaw(root, "messages"))
 	e.n += replyPriming
+	e.chatTools(root)
+}
+
+func (e *estimator) chatMessages(msgs string) {
+	var it jsonIter
+	for it.start(msgs); it.next(); {
+		e.n += perMessage
+		e.chatMessage(it.cur)
+	}
+}
+
+func (e *estimator) chatMessage(msg string) {
+	var m jsonIter
+	for m.start(msg); m.next(); {
+		switch m.key {
+		case "content":
+			e.chatContent(m.cur)
+		case "name":
+			e.str(m.cur)
+			e.n += perName
+		case "tool_calls":
+			e.toolCalls(m.cur)
+		case "function_call":
+			e.str(getRaw(m.cur, "name"))
+			e.str(getRaw(m.cur, "arguments"))
+		default:
+			e.str(m.cur) // role, tool_call_id, refusal…
+		}
+	}
+}
+
+func (e *estimator) toolCalls(calls string) {
+	var it jsonIter
+	for it.start(calls); it.next(); {
+		e.str(getRaw(it.cur, "function.name"))
+		e.str(getRaw(it.cur, "function.arguments"))
+	}
+}
+
+func (e *estimator) chatTools(root string) {
 	harmony := isHarmony(e.model)
-	e.tools(root.Get("tools"), "function", harmony)
-	e.tools(root.Get("functions"), "", harmony)
-	if rf := root.Get("response_format"); rf.Get("type").Str == "json_schema" {
-		e.responseFormat(rf.Get("json_schema.name"), rf.Get("json_schema.schema"))
+	e.tools(parse(getRaw(root, "tools")), "function", harmony)
+	e.tools(parse(getRaw(root, "functions")), "", harmony)
+	if rf := getRaw(root, "response_format"); strOf(getRaw(rf, "type")) == "json_schema" {
+		e.responseFormat(getRaw(rf, "json_schema.name"), getRaw(rf, "json_schema.schema"))
 	}
 }
 
 // chatContent counts an OpenAI message content: a string or an array of
 // parts (text, image_url, input_audio, file, refusal).
-func (e *estimator) chatContent(v gjson.Result) {
-	if v.Type == gjson.String {
-		e.str(v)
+func (e *estimator) chatContent(content string) {
+	if firstByte(content) == '"' {
+		e.str(content)
 		return
 	}
-	forEach(v, func(_, part gjson.Result) bool {
-		switch part.Get("type").Str {
-		case "text", "input_text", "output_text":
-			e.str(part.Get("text"))
-		case "refusal":
-			e.str(part.Get("refusal"))
-		case "image_url":
-			e.n += imageTokens(e.model, part.Get("image_url.url").Str, part.Get("image_url.detail").Str)
-		case "input_image":
-			e.n += imageTokens(e.model, part.Get("image_url").Str, part.Get("detail").Str)
-		case "input_audio":
-			e.audio(part.Get("input_audio.data").Str)
-		case "file", "input_file":
-			e.n += fileTokens
-		}
-		return true
-	})
+	var parts jsonIter
+	for parts.start(content); parts.next(); {
+		e.chatPart(parts.cur)
+	}
+}
+
+func (e *estimator) chatPart(part string) {
+	switch strOf(getRaw(part, "type")) {
+	case "text", "input_text", "output_text":
+		e.str(getRaw(part, "text"))
+	case "refusal":
+		e.str(getRaw(part, "refusal"))
+	case "image_url":
+		e.image(part, "image_url.url", "image_url.detail")
+	case "input_image":
+		e.image(part, "image_url", "detail")
+	case "input_audio":
+		e.audio(strOf(getRaw(part, "input_audio.data")))
+	case "file", "input_file":
+		e.n += fileTokens
+	}
+}
+
+func (e *estimator) image(part, url, detail string) {
+	e.n += imageTokens(e.model, strOf(getRaw(part, url)), strOf(getRaw(part, detail)))
 }
 
 // audio estimates base64 audio: by its duration when it is a WAV file
@@ -236,101 +281,97 @@ func (e *estimator) audio(b64 string) {
 	e.n += 1 + size/audioBytesPerToken
 }
 
-func (e *estimator) responses(root gjson.Result) {
-	e.str(root.Get("instructions"))
-	input := root.Get("input")
-	if input.Type == gjson.String {
+func (e *estimator) responses(root string) {
+	e.str(getRaw(root, "instructions"))
+	input := getRaw(root, "input")
+	if firstByte(input) == '"' {
 		e.n += perMessage
 		e.str(input)
 	}
-	forEach(input, func(_, item gjson.Result) bool {
+	var items jsonIter
+	for items.start(input); items.next(); {
 		e.n += perMessage
-		switch item.Get("type").Str {
-		case "", "message":
-			e.str(item.Get("role"))
-			e.chatContent(item.Get("content"))
-		case "function_call":
-			e.str(item.Get("name"))
-			e.str(item.Get("arguments"))
-		case "function_call_output", "custom_tool_call_output":
-			if o := item.Get("output"); o.Type == gjson.String {
-				e.str(o)
-			} else {
-				e.chatContent(o)
-			}
-		case "reasoning":
-			forEach(item.Get("summary"), func(_, p gjson.Result) bool {
-				e.str(p.Get("text"))
-				return true
-			})
-		case "custom_tool_call":
-			e.str(item.Get("name"))
-			e.str(item.Get("input"))
-		}
-		return true
-	})
+		e.responsesItem(items.cur)
+	}
 	e.n += replyPriming
-	e.tools(root.Get("tools"), "", isHarmony(e.model))
-	if f := root.Get("text.format"); f.Get("type").Str == "json_schema" {
-		e.responseFormat(f.Get("name"), f.Get("schema"))
+	e.tools(parse(getRaw(root, "tools")), "", isHarmony(e.model))
+	if f := getRaw(root, "text.format"); strOf(getRaw(f, "type")) == "json_schema" {
+		e.responseFormat(getRaw(f, "name"), getRaw(f, "schema"))
+	}
+}
+
+func (e *estimator) responsesItem(item string) {
+	switch strOf(getRaw(item, "type")) {
+	case "", "message":
+		e.str(getRaw(item, "role"))
+		e.chatContent(getRaw(item, "content"))
+	case "function_call":
+		e.str(getRaw(item, "name"))
+		e.str(getRaw(item, "arguments"))
+	case "function_call_output", "custom_tool_call_output":
+		e.chatContent(getRaw(item, "output"))
+	case "reasoning":
+		var ps jsonIter
+		for ps.start(getRaw(item, "summary")); ps.next(); {
+			e.str(getRaw(ps.cur, "text"))
+		}
+	case "custom_tool_call":
+		e.str(getRaw(item, "name"))
+		e.str(getRaw(item, "input"))
 	}
 }
 
 // responseFormat counts a structured-output schema, which the model is
 // shown under a "Response Formats" heading as compact JSON.
-func (e *estimator) responseFormat(name, schema gjson.Result) {
+func (e *estimator) responseFormat(name, schema string) {
 	e.text([]byte("# Response Formats\n\n## "))
 	e.str(name)
-	e.raw(schema)
+	e.compact(schema)
 }
 
-func (e *estimator) anthropic(root gjson.Result) {
-	if sys := root.Get("system"); sys.Type == gjson.String {
-		e.str(sys)
-	} else {
-		e.anthropicContent(sys)
-	}
-	forEach(root.Get("messages"), func(_, msg gjson.Result) bool {
+func (e *estimator) anthropic(root string) {
+	e.anthropicContent(getRaw(root, "system"))
+	var msgs jsonIter
+	for msgs.start(getRaw(root, "messages")); msgs.next(); {
 		e.n += perMessage
-		e.str(msg.Get("role"))
-		if c := msg.Get("content"); c.Type == gjson.String {
-			e.str(c)
-		} else {
-			e.anthropicContent(c)
-		}
-		return true
-	})
+		e.str(getRaw(msgs.cur, "role"))
+		e.anthropicContent(getRaw(msgs.cur, "content"))
+	}
 	e.n += replyPriming
-	forEach(root.Get("tools"), func(_, t gjson.Result) bool {
-		e.str(t.Get("name"))
-		e.str(t.Get("description"))
-		e.raw(t.Get("input_schema"))
-		return true
-	})
+	var tools jsonIter
+	for tools.start(getRaw(root, "tools")); tools.next(); {
+		e.str(getRaw(tools.cur, "name"))
+		e.str(getRaw(tools.cur, "description"))
+		e.compact(getRaw(tools.cur, "input_schema"))
+	}
 }
 
-// anthropicContent counts Anthropic content blocks.
-func (e *estimator) anthropicContent(v gjson.Result) {
-	forEach(v, func(_, b gjson.Result) bool {
-		switch b.Get("type").Str {
-		case "text":
-			e.str(b.Get("text"))
-		case "thinking":
-			e.str(b.Get("thinking"))
-		case "image":
-			e.n += anthropicImage
-		case "document":
-			e.n += fileTokens
-		case "tool_use", "server_tool_use":
-			e.str(b.Get("name"))
-			e.raw(b.Get("input"))
-		case "tool_result":
-			if c := b.Get("content"); c.Type == gjson.String {
-				e.str(c)
-			} else {
-				e.anthropicContent(c)
-			}
-		}
-		return true
-	})
+// anthropicContent counts Anthropic content: a string or content blocks.
+func (e *estimator) anthropicContent(content string) {
+	if firstByte(content) == '"' {
+		e.str(content)
+		return
+	}
+	var blocks jsonIter
+	for blocks.start(content); blocks.next(); {
+		e.anthropicBlock(blocks.cur)
+	}
+}
+
+func (e *estimator) anthropicBlock(b string) {
+	switch strOf(getRaw(b, "type")) {
+	case "text":
+		e.str(getRaw(b, "text"))
+	case "thinking":
+		e.str(getRaw(b, "thinking"))
+	case "image":
+		e.n += anthropicImage
+	case "document":
+		e.n += fileTokens
+	case "tool_use", "server_tool_use":
+		e.str(getRaw(b, "name"))
+		e.compact(getRaw(b, "input"))
+	case "tool_result":
+		e.anthropicContent(getRaw(b, "content"))
+	}
 }
