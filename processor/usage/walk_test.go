@@ -226,7 +226,7 @@ func TestWalkMatchesGjson(t *testing.T) {
 	}
 	g := &jsonGen{rng: rng}
 	hits := 0
-	for range 30000 {
+	for range 12000 {
 		doc := g.doc()
 		checkWalk(t, &ws, doc)
 		checkWalk(t, &ws, mutate(rng, doc))
@@ -246,7 +246,7 @@ func TestWalkMatchesGjson(t *testing.T) {
 			hits++
 		}
 	}
-	if hits < 5000 {
+	if hits < 2000 {
 		t.Fatalf("only %d documents repeated the start of the last one", hits)
 	}
 }
