@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -74,7 +75,9 @@ func ParseRequest(api API, body []byte) (Request, error) {
 				bad("model", "a string")
 				return true
 			}
-			r.Model = v.Str
+			// A copy: a view would keep the whole body alive as long as
+			// the model is (the stream's life).
+			r.Model = strings.Clone(v.Str)
 		case "stream":
 			if !v.IsBool() {
 				bad("stream", "a boolean")
