@@ -65,9 +65,9 @@ type Meter struct {
 	fwd     []byte // the decoded bytes to forward of a compressed chunk
 
 	sse      sseParser
-	dec      decoder
-	body     []byte   // non-SSE body while it fits in MaxBody
-	scan     jsonScan // non-SSE body past MaxBody
+	dec      *decoder  // a content-encoded body's decoder; nil until one comes
+	body     []byte    // non-SSE body while it fits in MaxBody
+	scan     *jsonScan // non-SSE body past MaxBody, or an oversized event; nil until one comes
 	overflow bool
 	decoded  int64 // bytes of decoded body seen
 
@@ -105,13 +105,22 @@ func (m *Meter) Reset(o MeterOptions) {
 	if o.SSE {
 		m.mode = modeSSE
 	}
-	m.dec.reset(o.Encoding)
-	m.forward = o.SSE && o.DropUsageChunk && m.dec.kind != encUnsupported &&
+	// Both rare cases' state is allocated on first need, and a pooled
+	// Meter keeps it: a stream held open carries only what it uses.
+	if m.dec != nil || encodingKind(o.Encoding) != encIdentity {
+		if m.dec == nil {
+			m.dec = new(decoder)
+		}
+		m.dec.reset(o.Encoding)
+	}
+	m.forward = o.SSE && o.DropUsageChunk && m.encoding() != encUnsupported &&
 		(o.API == APIChatCompletions || o.API == APICompletions)
 	m.sse.reset(m.forward)
 	m.sse.shrink()
 	m.body = m.body[:0]
-	m.scan.reset()
+	if m.scan != nil {
+		m.scan.reset()
+	}
 	m.overflow = false
 	m.decoded = 0
 	m.rep = Usage{}
@@ -137,7 +146,7 @@ func (m *Meter) Write(chunk []byte) (forward []byte, replaced bool) {
 	if m.finished {
 		return nil, false
 	}
-	if m.dec.kind == encIdentity {
+	if m.encoding() == encIdentity {
 		m.consume(chunk)
 		if m.forward {
 			return m.sse.out, true
@@ -192,7 +201,7 @@ func (m *Meter) Usage() (u Usage, reported bool) {
 			u.Output = max(u.Output, m.counted())
 			u.Estimated = true
 		}
-		if m.dec.failed {
+		if m.decodeFailed() {
 			u.Estimated = true
 		}
 		return u, true
@@ -228,7 +237,7 @@ func (m *Meter) FirstContent() bool { return m.first }
 // (invalid JSON, an event over 1 MiB, a corrupt compressed stream).
 func (m *Meter) Malformed() int {
 	n := m.malformed + m.sse.malformed
-	if m.dec.failed {
+	if m.decodeFailed() {
 		n++
 	}
 	return n
@@ -253,7 +262,7 @@ func (m *Meter) consume(b []byte) {
 	}
 	if m.mode == modeSSE {
 		m.sse.feed(b, m)
-		if m.forward && m.dec.kind != encIdentity {
+		if m.forward && m.encoding() != encIdentity {
 			m.fwd = append(m.fwd, m.sse.out...)
 		}
 		return
@@ -273,6 +282,7 @@ func (m *Meter) consume(b []byte) {
 		return
 	}
 	m.overflow = true
+	m.scanner().reset()
 	m.scan.feed(m.body)
 	m.scan.feed(b)
 	m.body = m.body[:0]
@@ -305,7 +315,7 @@ func (m *Meter) event(name, data []byte) bool {
 
 // bigStart implements eventHandler: an event too large to keep is scanned
 // for its usage instead.
-func (m *Meter) bigStart() { m.scan.reset() }
+func (m *Meter) bigStart() { m.scanner().reset() }
 
 // bigData implements eventHandler.
 func (m *Meter) bigData(p []byte) { m.scan.feed(p) }
@@ -313,7 +323,7 @@ func (m *Meter) bigData(p []byte) { m.scan.feed(p) }
 // bigEnd implements eventHandler: the usage found in a large event counts
 // as in a small one. Its text is not counted.
 func (m *Meter) bigEnd([]byte) {
-	s := &m.scan
+	s := m.scan
 	s.finish()
 	switch m.o.API {
 	case APIResponses:
@@ -423,4 +433,24 @@ func (m *Meter) rawText(raw string) {
 // tokenCount reads a usage number: a non-negative integer.
 func tokenCount(v gjson.Result) (int64, bool) {
 	return nonNegativeInt(v)
+}
+
+// encoding is the content encoding of the body being read.
+func (m *Meter) encoding() encKind {
+	if m.dec == nil {
+		return encIdentity
+	}
+	return m.dec.kind
+}
+
+// decodeFailed tells whether the body's decoding stopped for good.
+func (m *Meter) decodeFailed() bool { return m.dec != nil && m.dec.failed }
+
+// scanner returns the scanner of large bodies and events, allocating it
+// on first need.
+func (m *Meter) scanner() *jsonScan {
+	if m.scan == nil {
+		m.scan = new(jsonScan)
+	}
+	return m.scan
 }
