@@ -354,3 +354,28 @@ type DayTotals struct {
 	// Estimated counts the requests whose usage tollgate had to estimate.
 	Estimated int64 `json:"estimated_requests"`
 }
+
+// inlineStates is how many window states a Decision holds in its own
+// allocation.
+const inlineStates = 4
+
+// newDecision returns a Decision with room for the states of windows
+// windows and slots slots. A request keeps its Decision until it settles,
+// and most need few states: those come in the Decision's allocation, since
+// each small object a request in flight keeps pins more of the heap than
+// its size.
+func newDecision(windows, slots int) *Decision {
+	var slotStates []SlotState
+	if slots > 0 {
+		slotStates = make([]SlotState, slots)
+	}
+	if windows > inlineStates {
+		return &Decision{Windows: make([]WindowState, windows), Slots: slotStates}
+	}
+	a := new(struct {
+		d Decision
+		w [inlineStates]WindowState
+	})
+	a.d.Windows, a.d.Slots = a.w[:windows:windows], slotStates
+	return &a.d
+}

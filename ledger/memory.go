@@ -103,7 +103,8 @@ func (m *Memory) Reserve(_ context.Context, r *Reservation) (*Decision, error) {
 	defer m.mu.Unlock()
 	m.sweep(now)
 
-	d := &Decision{Windows: make([]WindowState, len(r.Windows)), Slots: make([]SlotState, len(r.Slots)), Hold: Hold{At: now}}
+	d := newDecision(len(r.Windows), len(r.Slots))
+	d.Hold = Hold{At: now}
 	out := make([]windowOutcome, len(r.Windows))
 	wins := make([]*memWindow, len(r.Windows))
 	for i := range r.Windows {

@@ -207,7 +207,8 @@ func (r *Redis) Reserve(ctx context.Context, res *Reservation) (*Decision, error
 		return nil, err
 	}
 	gs := r.groups(res, "")
-	d := &Decision{Windows: make([]WindowState, len(res.Windows)), Slots: make([]SlotState, len(res.Slots)), Refused: -1, RefusedSlot: -1}
+	d := newDecision(len(res.Windows), len(res.Slots))
+	d.Refused, d.RefusedSlot = -1, -1
 	if len(gs) == 0 {
 		d.Allowed = true
 		return d, nil
