@@ -23,6 +23,20 @@ func (h headers) get(name string) (string, bool) {
 	return "", false
 }
 
+// raw returns the header's value without copying it: it is valid as long
+// as the message holding the headers.
+func (h headers) raw(name string) []byte {
+	for _, hv := range h.list {
+		if hv.GetKey() == name {
+			if raw := hv.GetRawValue(); len(raw) > 0 {
+				return raw
+			}
+			return []byte(hv.GetValue())
+		}
+	}
+	return nil
+}
+
 func (h headers) value(name string) string {
 	v, _ := h.get(name)
 	return v

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -22,6 +23,9 @@ import (
 func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	var m mutation
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
+	// Admission is over, and with it every reader of the request headers;
+	// the messages holding them are worth more than 1 KiB per stream.
+	st.reqHdrs = headers{}
 	if !st.admitted {
 		return resp
 	}
@@ -89,17 +93,18 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 // sends the chunks as they come, without waiting for earlier answers, and
 // matches the answers in order; a body mutation replaces its chunk only.
 func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	// The answer to a chunk is built in the stream's own messages: gRPC has
-	// encoded the previous one when Send returned, so nothing is allocated
-	// per chunk.
-	rb := &st.chunk
+	if !st.admitted || st.settled {
+		return continueChunk
+	}
+	// An answer that changes the chunk is built in pooled messages, which
+	// Process puts back once Send has encoded them: nothing is allocated
+	// per chunk, and a stream held between chunks does not carry them.
+	rb := chunkAnswers.Get().(*chunkAnswer)
+	st.answer = rb
 	resp, br := &rb.resp, &rb.body
 	resp.Response, resp.DynamicMetadata = &rb.oneof, nil
 	rb.oneof.ResponseBody = br
 	br.Response = nil
-	if !st.admitted || st.settled {
-		return resp
-	}
 	if st.metering {
 		out, replaced := st.meter.Write(b.GetBody())
 		if st.firstByte.IsZero() && st.meter.FirstContent() {
@@ -155,8 +160,8 @@ func (st *stream) record(end time.Time) telemetry.Request {
 	r := telemetry.Request{
 		ID:          st.id,
 		RequestID:   st.requestID,
-		TraceParent: st.reqHdrs.value("traceparent"),
-		TraceState:  st.reqHdrs.value("tracestate"),
+		TraceParent: st.traceParent,
+		TraceState:  st.traceState,
 		Model:       st.model,
 		Route:       st.route,
 		Operation:   telemetry.Operation(st.api),
@@ -279,8 +284,10 @@ func (st *stream) observe(u usage.Usage, now time.Time) {
 	al.Observe(o)
 }
 
-// chunkAnswer is the answer to one response body chunk, kept in the stream
-// and refilled for each chunk.
+// chunkAnswers holds the messages of answers to response chunks.
+var chunkAnswers = sync.Pool{New: func() any { return new(chunkAnswer) }}
+
+// chunkAnswer is the answer to one response body chunk, refilled for each.
 type chunkAnswer struct {
 	resp    extprocv3.ProcessingResponse
 	oneof   extprocv3.ProcessingResponse_ResponseBody
@@ -288,4 +295,12 @@ type chunkAnswer struct {
 	common  extprocv3.CommonResponse
 	mut     extprocv3.BodyMutation
 	mutBody extprocv3.BodyMutation_Body
+}
+
+// done returns the answer's messages to the pool, keeping no reference to
+// the chunk's bytes or the settlement's metadata.
+func (rb *chunkAnswer) done() {
+	rb.mutBody.Body = nil
+	rb.resp.DynamicMetadata = nil
+	chunkAnswers.Put(rb)
 }

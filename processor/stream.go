@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -31,31 +32,41 @@ type stream struct {
 	s      *Server
 	policy *Policy
 
-	// done is set once an immediate response has been sent.
-	done bool
+	// aside and asideResp hand a message to the goroutine of dispatch.
+	aside     sync.WaitGroup
+	asideResp *extprocv3.ProcessingResponse
 
 	// Request.
-	id         string // tollgate's own id: the idempotency key of the settlement
-	requestID  string // Envoy's x-request-id, for logs
-	method     string
-	path       string // without the query
-	query      string
-	host       string
-	route      string
-	ip         netip.Addr
-	reqHdrs    headers
-	api        usage.API
-	adminOp    quota.AdminOp
-	consumer   *consumer.Consumer
-	provider   *provider
-	model      string
-	stream     bool
-	maxOutput  int64  // the request's output cap per choice, 0 if none
-	body       []byte // the request body, kept only until the prompt is counted
-	enc        *tokens.Encoding
-	prompt     int64 // estimated prompt tokens; -1 until counted
-	addedUsage bool  // tollgate asked for stream usage the client did not
-	bodyModel  bool  // the model was named in the body (not the path)
+	id          string // tollgate's own id: the idempotency key of the settlement
+	requestID   string // Envoy's x-request-id, for logs
+	method      string
+	path        string // without the query
+	query       string
+	host        string
+	route       string
+	ip          netip.Addr
+	reqHdrs     headers // until the response starts (the message holding them is large)
+	traceParent string  // W3C trace context of the request, for the span
+	traceState  string
+	api         usage.API
+	adminOp     quota.AdminOp
+
+	// The flags sit together, in one word: a held stream's size is a
+	// size class of the allocator (1,536 bytes), and padding counts.
+	done       bool // an immediate response has been sent
+	stream     bool // the request asked for a streamed response
+	addedUsage bool // tollgate asked for stream usage the client did not
+	bodyModel  bool // the model was named in the body (not the path)
+	admitted   bool
+	metering   bool
+
+	consumer  *consumer.Consumer
+	provider  *provider
+	model     string
+	maxOutput int64  // the request's output cap per choice, 0 if none
+	body      []byte // the request body, kept only until the prompt is counted
+	enc       *tokens.Encoding
+	prompt    int64 // estimated prompt tokens; -1 until counted
 
 	quotaScope     string // the quota scope the request is charged in
 	downgradedFrom string // the model asked for, when the request was downgraded
@@ -63,13 +74,12 @@ type stream struct {
 	fallbackModel  string // the model the fallback provider is called with
 	permit         breaker.Permit
 	leaseStop      chan struct{} // stops the renewal of in-flight leases
-	chunk          chunkAnswer   // reused for every response body answer
+	answer         *chunkAnswer  // the answer being sent, until Send returns
 	chunks         int           // response chunks seen
 	providerKey    string        // the id of the provider key injected
 	upstreamAt     time.Time     // when the request went upstream
 
 	// Admission.
-	admitted    bool
 	reservation ledger.Reservation
 	decision    *ledger.Decision
 
@@ -77,12 +87,11 @@ type stream struct {
 	status    int
 	meter     usage.Meter
 	counter   *tokens.Counter
-	metering  bool
 	started   time.Time
 	firstByte time.Time
-	settled   bool
-	cancelled bool        // the stream ended before the response did
 	usage     usage.Usage // what was settled
+	settled   bool
+	cancelled bool // the stream ended before the response did
 
 	// Telemetry: how the request was decided, reported once at the end.
 	decided bool
@@ -140,12 +149,21 @@ func headersResponse(m *mutation) *extprocv3.HeadersResponse {
 func (st *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	p := st.policy
 	st.reqHdrs = headers{list: h.GetHeaders().GetHeaders()}
-	st.id = newID()
-	st.requestID = st.reqHdrs.value("x-request-id")
-	st.method = st.reqHdrs.value(":method")
-	st.host = st.reqHdrs.value(":authority")
-	st.path, st.query, _ = strings.Cut(st.reqHdrs.value(":path"), "?")
-	st.route, st.ip = requestAttributes(req, st.reqHdrs)
+	route, ip := requestAttributes(req, st.reqHdrs)
+	var id [32]byte
+	newID(&id)
+	// The strings a stream keeps to its end share one allocation: each
+	// small object a held stream keeps pins more of the heap than its size.
+	parts := [...][]byte{id[:], st.reqHdrs.raw("x-request-id"), st.reqHdrs.raw(":method"),
+		st.reqHdrs.raw(":authority"), st.reqHdrs.raw(":path"), st.reqHdrs.raw("traceparent"),
+		st.reqHdrs.raw("tracestate"), []byte(route)}
+	var out [len(parts)]string
+	packStrings(parts[:], out[:])
+	var pathQuery string
+	st.id, st.requestID, st.method, st.host, pathQuery, st.traceParent, st.traceState, st.route =
+		out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7]
+	st.path, st.query, _ = strings.Cut(pathQuery, "?")
+	st.ip = ip
 
 	var m mutation
 	for _, hv := range st.reqHdrs.list {
@@ -374,10 +392,29 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 	return cont
 }
 
-func newID() string {
+// newID writes a new request id: 128 random bits in hex.
+func newID(id *[32]byte) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	hex.Encode(id[:], b[:])
+}
+
+// packStrings copies parts into one string, and sets out[i] to part i's
+// share of it.
+func packStrings(parts [][]byte, out []string) {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, p := range parts {
+		b.Write(p)
+	}
+	all := b.String()
+	for i, p := range parts {
+		out[i], all = all[:len(p)], all[len(p):]
+	}
 }
 
 // limiterRequest describes the request to the rate-limit rules.
