@@ -120,5 +120,6 @@ func BenchmarkResponseChunk(b *testing.B) {
 	b.SetBytes(int64(len(chunk.GetResponseBody().GetBody())))
 	for b.Loop() {
 		st.handle(ctx, chunk)
+		st.sent()
 	}
 }

@@ -96,17 +96,10 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 	if !st.admitted || st.settled {
 		return continueChunk
 	}
-	// An answer that changes the chunk is built in pooled messages, which
-	// Process puts back once Send has encoded them: nothing is allocated
-	// per chunk, and a stream held between chunks does not carry them.
-	rb := chunkAnswers.Get().(*chunkAnswer)
-	st.answer = rb
-	resp, br := &rb.resp, &rb.body
-	resp.Response, resp.DynamicMetadata = &rb.oneof, nil
-	rb.oneof.ResponseBody = br
-	br.Response = nil
+	var out []byte
+	replaced := false
 	if st.metering {
-		out, replaced := st.meter.Write(b.GetBody())
+		out, replaced = st.meter.Write(b.GetBody())
 		if st.firstByte.IsZero() && st.meter.FirstContent() {
 			st.firstByte = st.s.o.Clock()
 		}
@@ -116,19 +109,44 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 				replaced = true
 			}
 		}
-		if replaced {
-			rb.mutBody.Body = out
-			rb.mut.Mutation = &rb.mutBody
-			rb.common.BodyMutation = &rb.mut
-			br.Response = &rb.common
-		}
+	}
+	if !replaced && !b.GetEndOfStream() {
+		return continueChunk
+	}
+	// An answer that changes the chunk or carries the settlement is built
+	// in pooled messages, which go back once Send has encoded them (sent):
+	// nothing is allocated per chunk, and a stream waiting between chunks
+	// does not carry them.
+	rb := chunkAnswers.Get().(*chunkAnswer)
+	st.answer = rb
+	resp, br := &rb.resp, &rb.body
+	resp.Response, resp.DynamicMetadata = &rb.oneof, nil
+	rb.oneof.ResponseBody = br
+	br.Response = nil
+	if replaced {
+		rb.mutBody.Body = out
+		rb.mut.Mutation = &rb.mutBody
+		rb.common.BodyMutation = &rb.mut
+		br.Response = &rb.common
 	}
 	if b.GetEndOfStream() {
 		resp.DynamicMetadata = st.settle()
-	} else if br.Response == nil {
-		return continueChunk
 	}
 	return resp
+}
+
+// sent runs once the answer to a message has been sent: what was lent
+// for building it goes back.
+func (st *stream) sent() {
+	if st.answer != nil {
+		st.answer.done()
+		st.answer = nil
+	}
+	if st.metering {
+		// The meter's buffers can serve other streams while this one
+		// waits for its next chunk.
+		st.meter.Idle()
+	}
 }
 
 // finish runs when the gRPC stream ends, however it ended. A request

@@ -169,10 +169,7 @@ func (s *Server) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
 			resp = st.dispatch(ctx, req)
 		}
 		err = srv.Send(resp)
-		if st.answer != nil {
-			st.answer.done()
-			st.answer = nil
-		}
+		st.sent()
 		if err != nil {
 			if status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
 				return nil

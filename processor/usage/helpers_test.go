@@ -139,6 +139,8 @@ func runMeter(o MeterOptions, chunks [][]byte) (*Meter, []byte) {
 			fwd = append(fwd, c...)
 		}
 		clear(c)
+		// Sent on, as the processor does: the Meter may lend its buffers.
+		m.Idle()
 	}
 	out, replaced := m.Finish()
 	if replaced {

@@ -61,8 +61,7 @@ const (
 type Meter struct {
 	o       MeterOptions
 	mode    bodyMode
-	forward bool   // DropUsageChunk is in effect
-	fwd     []byte // the decoded bytes to forward of a compressed chunk
+	forward bool // DropUsageChunk is in effect
 
 	sse      sseParser
 	dec      *decoder  // a content-encoded body's decoder; nil until one comes
@@ -82,8 +81,10 @@ type Meter struct {
 	malformed int
 	finished  bool
 
-	scratch []byte // unescaped JSON strings
-	walk    walker // reads streamed events
+	// Buffers and walker lent by a spare while the Meter reads (see Idle);
+	// resume is the walker's memory between events while none is lent.
+	sp     *spare
+	resume resumePoint
 }
 
 // Reset prepares m for a new response body.
@@ -93,12 +94,6 @@ func (m *Meter) Reset(o MeterOptions) {
 	}
 	if cap(m.body) > keepBuffer {
 		m.body = nil
-	}
-	if cap(m.scratch) > keepBuffer {
-		m.scratch = nil
-	}
-	if cap(m.fwd) > keepBuffer {
-		m.fwd = nil
 	}
 	m.o = o
 	m.mode = modeUndecided
@@ -116,7 +111,6 @@ func (m *Meter) Reset(o MeterOptions) {
 	m.forward = o.SSE && o.DropUsageChunk && m.encoding() != encUnsupported &&
 		(o.API == APIChatCompletions || o.API == APICompletions)
 	m.sse.reset(m.forward)
-	m.sse.shrink()
 	m.body = m.body[:0]
 	if m.scan != nil {
 		m.scan.reset()
@@ -132,8 +126,10 @@ func (m *Meter) Reset(o MeterOptions) {
 	m.first = false
 	m.malformed = 0
 	m.finished = false
-	m.scratch = m.scratch[:0]
-	m.walk.reset()
+	m.resume.reset()
+	if m.sp != nil {
+		m.sp.w.reset()
+	}
 }
 
 // Write consumes the next chunk of the body. When the usage chunk is being
@@ -146,19 +142,22 @@ func (m *Meter) Write(chunk []byte) (forward []byte, replaced bool) {
 	if m.finished {
 		return nil, false
 	}
+	if m.sp == nil {
+		m.borrow()
+	}
 	if m.encoding() == encIdentity {
 		m.consume(chunk)
 		if m.forward {
-			return m.sse.out, true
+			return m.sse.b.out, true
 		}
 		return nil, false
 	}
 	// A compressed chunk may decode in several pieces; what is forwarded
 	// is all of them, decoded.
-	m.fwd = m.fwd[:0]
+	m.sp.fwd = m.sp.fwd[:0]
 	m.dec.write(chunk, m)
 	if m.forward {
-		return m.fwd, true
+		return m.sp.fwd, true
 	}
 	return nil, false
 }
@@ -175,6 +174,9 @@ func (m *Meter) Finish() (forward []byte, replaced bool) {
 		return nil, false
 	}
 	m.finished = true
+	if m.sp == nil {
+		m.borrow()
+	}
 	switch m.mode {
 	case modeSSE:
 		m.sse.finish(m)
@@ -182,7 +184,7 @@ func (m *Meter) Finish() (forward []byte, replaced bool) {
 		m.finishJSON()
 	}
 	if m.forward {
-		return m.sse.tail, true
+		return m.sse.b.tail, true
 	}
 	return nil, false
 }
@@ -263,7 +265,7 @@ func (m *Meter) consume(b []byte) {
 	if m.mode == modeSSE {
 		m.sse.feed(b, m)
 		if m.forward && m.encoding() != encIdentity {
-			m.fwd = append(m.fwd, m.sse.out...)
+			m.sp.fwd = append(m.sp.fwd, m.sse.b.out...)
 		}
 		return
 	}
@@ -415,8 +417,9 @@ func (m *Meter) countString(raw []byte, esc bool) {
 		m.o.Counter.Write(raw)
 		return
 	}
-	m.scratch = appendUnescaped(m.scratch[:0], bytesString(raw))
-	m.o.Counter.Write(m.scratch)
+	sp := m.lent()
+	sp.scratch = appendUnescaped(sp.scratch[:0], bytesString(raw))
+	m.o.Counter.Write(sp.scratch)
 }
 
 // rawText counts raw JSON (a tool call's input object) as text.

@@ -179,13 +179,14 @@ func (g gjsonEvents) event(name, data []byte) bool {
 func runGjsonMeter(o MeterOptions, chunks [][]byte) (*Meter, []byte) {
 	m := &Meter{}
 	m.Reset(o)
+	m.lent() // as Write does before it feeds the parser
 	g := gjsonEvents{m}
 	var fwd []byte
 	for _, c := range chunks {
 		m.decoded += int64(len(c))
 		m.sse.feed(c, g)
 		if m.forward {
-			fwd = append(fwd, m.sse.out...)
+			fwd = append(fwd, m.sse.b.out...)
 		} else {
 			fwd = append(fwd, c...)
 		}
@@ -193,7 +194,7 @@ func runGjsonMeter(o MeterOptions, chunks [][]byte) (*Meter, []byte) {
 	m.finished = true
 	m.sse.finish(g)
 	if m.forward {
-		fwd = append(fwd, m.sse.tail...)
+		fwd = append(fwd, m.sse.b.tail...)
 	}
 	return m, fwd
 }

@@ -66,11 +66,10 @@ type sseParser struct {
 	bomSeen   int       // BOM bytes matched at the stream's start; -1 past it
 	cr        bool      // the last chunk ended with \r: a leading \n is its tail
 
-	// The event in progress.
-	data     []byte // data buffer, one "\n" after each data line
-	name     []byte // event type buffer
-	evBytes  int    // raw bytes so far
-	oversize bool   // passed maxEventSize: data goes to bigData
+	// The event in progress, and the bytes to forward.
+	b        *sseBuffers
+	evBytes  int  // raw bytes so far
+	oversize bool // passed maxEventSize: data goes to bigData
 
 	// crBoundary is set when that \r ended the blank line closing an event:
 	// the \n then belongs to that event and is forwarded or dropped with it.
@@ -80,37 +79,52 @@ type sseParser struct {
 	malformed int // events past maxEventSize
 
 	track   bool
-	out     []byte // forwardable bytes produced by the last feed
-	tail    []byte // forwardable bytes produced by finish, apart from out
-	pending []byte // raw bytes of the event in progress
-	passing bool   // the event in progress is oversize: its bytes go straight out
+	passing bool // the event in progress is oversize: its bytes go straight out
 }
 
 func (p *sseParser) reset(track bool) {
-	*p = sseParser{
-		data:    p.data[:0],
-		name:    p.name[:0],
-		out:     p.out[:0],
-		tail:    p.tail[:0],
-		pending: p.pending[:0],
-		track:   track,
+	b := p.b
+	*p = sseParser{b: b, track: track}
+	if b != nil {
+		b.reset()
 	}
 }
 
-// shrink drops buffers a large event left behind, so that a pooled parser
-// does not pin them.
-func (p *sseParser) shrink() {
-	for _, b := range [...]*[]byte{&p.data, &p.name, &p.out, &p.tail, &p.pending} {
-		if cap(*b) > keepBuffer {
-			*b = nil
-		}
+// sseBuffers are a parser's buffers: the event in progress and the bytes
+// to forward. A Meter lends them out while its stream waits (see spare).
+type sseBuffers struct {
+	data    []byte // data buffer, one "\n" after each data line
+	name    []byte // event type buffer
+	out     []byte // forwardable bytes produced by the last feed
+	tail    []byte // forwardable bytes produced by finish, apart from out
+	pending []byte // bytes of the event in progress, held back until it is judged
+}
+
+// reset empties b, dropping buffers a large event left behind so that a
+// pooled parser does not pin them.
+func (b *sseBuffers) reset() {
+	for _, x := range [...]*[]byte{&b.data, &b.name, &b.out, &b.tail, &b.pending} {
+		*x = keep(*x)
 	}
 }
 
-// feed frames chunk b. With track set, p.out holds the forwardable bytes
+// holding tells whether b holds bytes of an event in progress.
+func (b *sseBuffers) holding() bool {
+	return len(b.data) > 0 || len(b.name) > 0 || len(b.pending) > 0
+}
+
+// bufs returns p's buffers, allocating them on first need.
+func (p *sseParser) bufs() *sseBuffers {
+	if p.b == nil {
+		p.b = new(sseBuffers)
+	}
+	return p.b
+}
+
+// feed frames chunk b. With track set, p.b.out holds the forwardable bytes
 // afterwards.
 func (p *sseParser) feed(b []byte, h eventHandler) {
-	p.out = p.out[:0]
+	p.bufs().out = p.b.out[:0]
 	if len(b) == 0 {
 		return
 	}
@@ -122,7 +136,7 @@ func (p *sseParser) feed(b []byte, h eventHandler) {
 			i = 1
 			if p.crBoundary {
 				if p.track && !p.crDropped {
-					p.out = append(p.out, '\n')
+					p.b.out = append(p.b.out, '\n')
 				}
 				start = 1
 			} else {
@@ -159,10 +173,10 @@ func (p *sseParser) feed(b []byte, h eventHandler) {
 		drop := p.dispatch(h)
 		if p.track {
 			if !drop {
-				p.out = append(p.out, p.pending...)
-				p.out = append(p.out, b[start:next]...)
+				p.b.out = append(p.b.out, p.b.pending...)
+				p.b.out = append(p.b.out, b[start:next]...)
 			}
-			p.pending = p.pending[:0]
+			p.b.pending = p.b.pending[:0]
 			p.passing = false
 		}
 		start = next
@@ -174,26 +188,26 @@ func (p *sseParser) feed(b []byte, h eventHandler) {
 	}
 	if p.track && start < len(b) {
 		if p.passing {
-			p.out = append(p.out, b[start:]...)
+			p.b.out = append(p.b.out, b[start:]...)
 		} else {
-			p.pending = append(p.pending, b[start:]...)
+			p.b.pending = append(p.b.pending, b[start:]...)
 		}
 	}
 }
 
-// finish ends the stream and releases held bytes to p.tail. It leaves
-// p.out alone: a caller may still hold the last feed's bytes.
+// finish ends the stream and releases held bytes to p.b.tail. It leaves
+// p.b.out alone: a caller may still hold the last feed's bytes.
 func (p *sseParser) finish(h eventHandler) {
-	p.tail = p.tail[:0]
+	p.bufs().tail = p.b.tail[:0]
 	if p.inLine {
 		p.endLine(h)
 	}
 	drop := p.dispatch(h)
 	if p.track {
 		if !drop {
-			p.tail = append(p.tail, p.pending...)
+			p.b.tail = append(p.b.tail, p.b.pending...)
 		}
-		p.pending = p.pending[:0]
+		p.b.pending = p.b.pending[:0]
 		p.passing = false
 	}
 	p.cr = false
@@ -228,7 +242,7 @@ func (p *sseParser) segment(s []byte, h eventHandler) {
 		}
 		p.kind = p.fieldKind()
 		if p.kind == fieldEvent {
-			p.name = p.name[:0] // the last "event:" line names the event
+			p.b.name = p.b.name[:0] // the last "event:" line names the event
 		}
 		p.skipSpace = true
 		s = s[c+1:]
@@ -276,11 +290,11 @@ func (p *sseParser) value(v []byte, h eventHandler) {
 		if p.oversize {
 			h.bigData(v)
 		} else {
-			p.data = append(p.data, v...)
+			p.b.data = append(p.b.data, v...)
 		}
 	case fieldEvent:
-		if n := maxEventName - len(p.name); n > 0 {
-			p.name = append(p.name, v[:min(n, len(v))]...)
+		if n := maxEventName - len(p.b.name); n > 0 {
+			p.b.name = append(p.b.name, v[:min(n, len(v))]...)
 		}
 	}
 }
@@ -293,7 +307,7 @@ func (p *sseParser) endLine(h eventHandler) {
 	if p.kind == fieldPending {
 		// A field without a colon has an empty value.
 		if p.kind = p.fieldKind(); p.kind == fieldEvent {
-			p.name = p.name[:0]
+			p.b.name = p.b.name[:0]
 		}
 	}
 	switch p.kind {
@@ -315,11 +329,11 @@ func (p *sseParser) addBytes(n int, h eventHandler) {
 	}
 	p.oversize = true
 	h.bigStart()
-	h.bigData(p.data)
-	p.data = p.data[:0]
+	h.bigData(p.b.data)
+	p.b.data = p.b.data[:0]
 	if p.track {
-		p.out = append(p.out, p.pending...)
-		p.pending = p.pending[:0]
+		p.b.out = append(p.b.out, p.b.pending...)
+		p.b.pending = p.b.pending[:0]
 		p.passing = true
 	}
 }
@@ -331,12 +345,12 @@ func (p *sseParser) dispatch(h eventHandler) (drop bool) {
 	switch {
 	case p.oversize:
 		p.malformed++
-		h.bigEnd(p.name)
-	case len(p.data) > 0:
-		drop = h.event(p.name, p.data[:len(p.data)-1])
+		h.bigEnd(p.b.name)
+	case len(p.b.data) > 0:
+		drop = h.event(p.b.name, p.b.data[:len(p.b.data)-1])
 	}
-	p.data = p.data[:0]
-	p.name = p.name[:0]
+	p.b.data = p.b.data[:0]
+	p.b.name = p.b.name[:0]
 	p.evBytes = 0
 	p.oversize = false
 	return drop

@@ -38,11 +38,11 @@ func frame(chunks [][]byte, drop string) (events []string, fwd []byte, malformed
 	for _, c := range chunks {
 		c = bytes.Clone(c)
 		p.feed(c, r)
-		fwd = append(fwd, p.out...)
+		fwd = append(fwd, p.b.out...)
 		clear(c)
 	}
 	p.finish(r)
-	fwd = append(fwd, p.tail...)
+	fwd = append(fwd, p.b.tail...)
 	return r.events, fwd, p.malformed
 }
 
@@ -151,8 +151,8 @@ func TestSSEBoundedMemory(t *testing.T) {
 	copy(chunk, "data: ")
 	for range 64 { // 4 MiB
 		p.feed(chunk, r)
-		if len(p.data) > maxEventSize || len(p.pending) > maxEventSize || len(p.out) > len(chunk)+maxEventSize {
-			t.Fatalf("buffers grew to data %d, pending %d, out %d", len(p.data), len(p.pending), len(p.out))
+		if len(p.b.data) > maxEventSize || len(p.b.pending) > maxEventSize || len(p.b.out) > len(chunk)+maxEventSize {
+			t.Fatalf("buffers grew to data %d, pending %d, out %d", len(p.b.data), len(p.b.pending), len(p.b.out))
 		}
 	}
 	p.feed([]byte("\n\ndata: ok\n\n"), r)

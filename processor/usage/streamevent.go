@@ -6,7 +6,7 @@ import "github.com/tidwall/gjson"
 // [Meter.openAIChunk] reads a document, in one pass over its bytes. valid
 // is false when the event is not valid JSON; nothing is read from it then.
 func (m *Meter) openAIEvent(data []byte) (usageOnly, valid bool) {
-	w := &m.walk
+	w := &m.lent().w
 	if !w.walk(data, objChunk) {
 		return false, false
 	}
@@ -31,7 +31,7 @@ func (m *Meter) openAIEvent(data []byte) (usageOnly, valid bool) {
 // read from the walk; the few other events by gjson once the walk found
 // them valid.
 func (m *Meter) anthropicStreamEvent(name, data []byte) (valid bool) {
-	w := &m.walk
+	w := &m.lent().w
 	if !w.walk(data, objAnthropic) {
 		return false
 	}
@@ -54,7 +54,7 @@ func (m *Meter) anthropicStreamEvent(name, data []byte) (valid bool) {
 // responsesStreamEvent reads one event of a Responses API stream as
 // [Meter.responsesEvent] does; its deltas are read from the walk.
 func (m *Meter) responsesStreamEvent(name, data []byte) (valid bool) {
-	w := &m.walk
+	w := &m.lent().w
 	if !w.walk(data, objResponses) {
 		return false
 	}
@@ -69,7 +69,7 @@ func (m *Meter) responsesStreamEvent(name, data []byte) (valid bool) {
 // textSpan counts the value at s of the last walk when it is a non-empty
 // string.
 func (m *Meter) textSpan(s span) {
-	d := m.walk.d
+	d := m.lent().w.d
 	if s.nonEmpty(d) {
 		m.countString(s.body(d), s.esc)
 	}
