@@ -84,7 +84,7 @@ func (st *stream) reserve(ctx context.Context, r usage.Request) *apiError {
 		return &apiError{status: 503, kind: "server_error", code: "store_unavailable",
 			message: "The gateway cannot check rate limits and quotas right now; retry shortly.", decision: telemetry.StoreError}
 	}
-	st.decision = d
+	st.decision, st.hold, st.balanceLeft = d, d.Hold, d.Balance
 	if balance != nil {
 		st.s.o.Telemetry.QuotaRemaining(st.consumer.Name, d.Balance)
 	}

@@ -38,12 +38,14 @@ func (st *stream) responseHeaders(ctx context.Context, h *extprocv3.HttpHeaders)
 	st.status, _ = strconv.Atoi(hs.value(":status"))
 	// Envoy's own 503 (connect failure) and 504 (timeout) arrive here too.
 	now := st.s.o.Clock()
-	st.permit.Done(st.status, now.Sub(st.upstreamAt), false)
+	st.permit.Done(st.status, now.Sub(st.started)-st.upstreamAt, false)
 	if (st.status == 401 || st.status == 429) && st.providerKey != "" {
 		// The provider refused this key: the next calls use the others.
 		st.s.keys.rest(st.provider.name, st.providerKey, now.Add(st.provider.rest))
 	}
 	st.rateHeaders(&m)
+	// Read for the last time: a stream held open need not keep it.
+	st.decision = nil
 	if st.fallbackFrom != "" {
 		m.setHeader("x-tollgate-fallback", st.fallbackFrom+" -> "+st.provider.name)
 	}
@@ -100,8 +102,8 @@ func (st *stream) responseBody(ctx context.Context, b *extprocv3.HttpBody) *extp
 	replaced := false
 	if st.metering {
 		out, replaced = st.meter.Write(b.GetBody())
-		if st.firstByte.IsZero() && st.meter.FirstContent() {
-			st.firstByte = st.s.o.Clock()
+		if st.firstByte == 0 && st.meter.FirstContent() {
+			st.firstByte = max(st.s.o.Clock().Sub(st.started), 1)
 		}
 		if b.GetEndOfStream() {
 			if tail, r := st.meter.Finish(); r {
@@ -188,7 +190,7 @@ func (st *stream) record(end time.Time) telemetry.Request {
 		Status:      st.status,
 		Usage:       st.usage,
 		Start:       st.started,
-		FirstToken:  st.firstByte,
+		FirstToken:  st.firstTokenAt(),
 		End:         end,
 		Cancelled:   st.cancelled,
 	}
@@ -246,9 +248,7 @@ func (st *stream) settle() *structpb.Struct {
 		Reservation: &res,
 		Usage:       u,
 	}
-	if st.decision != nil {
-		s.Hold = st.decision.Hold
-	}
+	s.Hold = st.hold
 	rec := st.record(now)
 	if ev, err := st.s.o.Telemetry.UsageRecordJSON(&rec); err == nil {
 		s.Event = ev
@@ -286,10 +286,10 @@ func (st *stream) observe(u usage.Usage, now time.Time) {
 		return
 	}
 	o := alerts.Observation{Consumer: st.consumer.Name, Tier: st.consumer.Tier, Model: st.model, Tokens: u.Total(), At: now}
-	if b := st.reservation.Balance; b != nil && st.decision != nil && !st.decision.Hold.Local {
+	if b := st.reservation.Balance; b != nil && st.admitted && !st.hold.Local {
 		info, _ := st.policy.Quota.DescribeIn(st.quotaScope, st.consumer.Name, now)
 		o.HasQuota, o.QuotaAllotment = true, b.Allotment
-		o.QuotaRemaining = st.decision.Balance + st.decision.Hold.Balance - b.Weights.Cost(u)
+		o.QuotaRemaining = st.balanceLeft + st.hold.Balance - b.Weights.Cost(u)
 		o.QuotaPeriod = alerts.PeriodID(info)
 		if info.ResetsAt != nil {
 			o.QuotaResetsAt = *info.ResetsAt
@@ -321,4 +321,12 @@ func (rb *chunkAnswer) done() {
 	rb.mutBody.Body = nil
 	rb.resp.DynamicMetadata = nil
 	chunkAnswers.Put(rb)
+}
+
+// firstTokenAt is when the first content came, zero if none did.
+func (st *stream) firstTokenAt() time.Time {
+	if st.firstByte == 0 {
+		return time.Time{}
+	}
+	return st.started.Add(st.firstByte)
 }

@@ -249,15 +249,20 @@ func (st *stream) dispatch(ctx context.Context, req *extprocv3.ProcessingRequest
 	if _, chunk := req.Request.(*extprocv3.ProcessingRequest_ResponseBody); chunk {
 		return st.handle(ctx, req)
 	}
-	st.aside.Add(1)
-	go st.handleAside(ctx, req)
-	st.aside.Wait()
-	resp := st.asideResp
-	st.asideResp = nil
-	return resp
+	a := &aside{}
+	a.done.Add(1)
+	go a.handle(ctx, st, req)
+	a.done.Wait()
+	return a.resp
 }
 
-func (st *stream) handleAside(ctx context.Context, req *extprocv3.ProcessingRequest) {
-	defer st.aside.Done()
-	st.asideResp = st.handle(ctx, req)
+// aside is one message handled by dispatch's goroutine.
+type aside struct {
+	done sync.WaitGroup
+	resp *extprocv3.ProcessingResponse
+}
+
+func (a *aside) handle(ctx context.Context, st *stream, req *extprocv3.ProcessingRequest) {
+	defer a.done.Done()
+	a.resp = st.handle(ctx, req)
 }

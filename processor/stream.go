@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -31,10 +30,6 @@ import (
 type stream struct {
 	s      *Server
 	policy *Policy
-
-	// aside and asideResp hand a message to the goroutine of dispatch.
-	aside     sync.WaitGroup
-	asideResp *extprocv3.ProcessingResponse
 
 	// Request.
 	id          string // tollgate's own id: the idempotency key of the settlement
@@ -77,19 +72,21 @@ type stream struct {
 	answer         *chunkAnswer  // the answer being sent, until Send returns
 	chunks         int           // response chunks seen
 	providerKey    string        // the id of the provider key injected
-	upstreamAt     time.Time     // when the request went upstream
+	upstreamAt     time.Duration // when the request went upstream, after started
 
 	// Admission.
 	reservation ledger.Reservation
-	decision    *ledger.Decision
+	decision    *ledger.Decision // until the response starts (rate headers)
+	hold        ledger.Hold      // what the admission reserved, for the settlement
+	balanceLeft int64            // the quota balance the admission saw
 
 	// Response.
 	status    int
 	meter     usage.Meter
 	counter   *tokens.Counter
 	started   time.Time
-	firstByte time.Time
-	usage     usage.Usage // what was settled
+	firstByte time.Duration // when the first content came, after started; 0 before
+	usage     usage.Usage   // what was settled
 	settled   bool
 	cancelled bool // the stream ended before the response did
 
@@ -248,7 +245,7 @@ func (st *stream) requestHeaders(ctx context.Context, req *extprocv3.ProcessingR
 		if e := st.admit(ctx, usage.Request{}); e != nil {
 			return st.reject(e)
 		}
-		st.upstreamAt = st.s.o.Clock()
+		st.upstreamAt = st.s.o.Clock().Sub(st.started)
 	}
 	return resp
 }
@@ -378,7 +375,7 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 			m.setHeader("accept-encoding", "identity")
 		}
 	}
-	st.upstreamAt = st.s.o.Clock()
+	st.upstreamAt = st.s.o.Clock().Sub(st.started)
 	if st.downgradedFrom == "" && !st.addedUsage {
 		return cont
 	}
