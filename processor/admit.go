@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/tollgate-ai/tollgate/ledger"
@@ -187,17 +186,20 @@ func (st *stream) rateHeaders(m *mutation) {
 			*best = i
 		}
 	}
-	for _, x := range []struct {
-		i    int
-		kind string
-	}{{tok, "tokens"}, {req, "requests"}} {
+	for _, x := range [...]struct {
+		i                       int
+		limit, remaining, reset string
+	}{
+		{tok, "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"},
+		{req, "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"},
+	} {
 		if x.i < 0 {
 			continue
 		}
 		ws := d.Windows[x.i]
-		m.setHeader("x-ratelimit-limit-"+x.kind, strconv.FormatInt(ws.Limit, 10))
-		m.setHeader("x-ratelimit-remaining-"+x.kind, strconv.FormatInt(max(ws.Remaining, 0), 10))
-		m.setHeader("x-ratelimit-reset-"+x.kind, resetFormat(ws.Reset))
+		m.setHeaderInt(x.limit, ws.Limit)
+		m.setHeaderInt(x.remaining, max(ws.Remaining, 0))
+		m.setHeader(x.reset, resetFormat(ws.Reset))
 	}
 }
 

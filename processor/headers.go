@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -75,9 +76,32 @@ type mutation struct {
 // raw_value and only the old append flag (false, the default, overwrites);
 // it ignores append_action.
 func (m *mutation) setHeader(name, value string) {
-	m.set = append(m.set, &corev3.HeaderValueOption{
-		Header: &corev3.HeaderValue{Key: name, RawValue: []byte(value)},
-	})
+	m.setRaw(name, []byte(value))
+}
+
+// setHeaderInt sets the header to a decimal integer.
+func (m *mutation) setHeaderInt(name string, v int64) {
+	var b [20]byte
+	m.setRaw(name, append([]byte(nil), strconv.AppendInt(b[:0], v, 10)...))
+}
+
+// setRaw sets the header to value, which the mutation keeps. The option and
+// its header are one allocation, and the list starts with room for a
+// response's usual few: a request's headers cost few allocations.
+func (m *mutation) setRaw(name string, value []byte) {
+	e := &headerEntry{}
+	e.hv.Key, e.hv.RawValue = name, value
+	e.opt.Header = &e.hv
+	if m.set == nil {
+		m.set = make([]*corev3.HeaderValueOption, 0, 4)
+	}
+	m.set = append(m.set, &e.opt)
+}
+
+// headerEntry holds a header to set and its option together.
+type headerEntry struct {
+	opt corev3.HeaderValueOption
+	hv  corev3.HeaderValue
 }
 
 func (m *mutation) removeHeader(name string) {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -380,7 +379,7 @@ func (st *stream) requestBody(ctx context.Context, b *extprocv3.HttpBody) *extpr
 		return cont
 	}
 	// Envoy keeps the content-length of a buffered body it replaces.
-	m.setHeader("content-length", strconv.Itoa(len(nb)))
+	m.setHeaderInt("content-length", int64(len(nb)))
 	cr := cont.GetRequestBody()
 	cr.Response = &extprocv3.CommonResponse{
 		HeaderMutation: m.proto(),
