@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 
 func TestCheckConfigListsEveryProblem(t *testing.T) {
 	bad := `
-server: {drain_timeout: -1s}
+server: {drain_timeout: -1s, gc_percent: -5}
 log: {format: xml}
 store: {type: postgres}
 consumers:
@@ -74,7 +75,7 @@ quota:
 		t.Fatal("check-config accepted a bad config")
 	}
 	for _, want := range []string{
-		"server.drain_timeout", "log.format", "store.type", "consumers[0].tier", "consumers[1].name",
+		"server.drain_timeout", "server.gc_percent", "log.format", "store.type", "consumers[0].tier", "consumers[1].name",
 		"consumers[1].keys[0]", "processing.unknown_paths", "providers[0].path_prefix", "providers[0].api_key_env",
 		"token_ratelimit[0].rule_items[0].limit_keys[0]", "quota.admin_consumer", "quota.default.period",
 	} {
@@ -165,4 +166,50 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatal("no config and no error")
 		}
 	})
+}
+
+// TestServeSetsGCPercent: serve applies server.gc_percent (default 50)
+// unless the GOGC environment variable is set, which wins.
+func TestServeSetsGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	dir := t.TempDir()
+	for _, c := range []struct {
+		config, gogc string
+		want         int
+	}{
+		{"consumers: []\n", "", 50},
+		{"server: {gc_percent: 120}\nconsumers: []\n", "", 120},
+		{"server: {gc_percent: 120}\nconsumers: []\n", "100", 100},
+	} {
+		path := filepath.Join(dir, "tollgate.yaml")
+		if err := os.WriteFile(path, []byte(c.config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		debug.SetGCPercent(100)
+		ctx, cancel := context.WithCancel(context.Background())
+		listening := make(chan struct{}, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- Run(ctx, []string{"serve", "--config", path, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"},
+				Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string {
+					if k == "GOGC" {
+						return c.gogc
+					}
+					return ""
+				}, Hooks: Hooks{Listening: func(string, string) { listening <- struct{}{} }}})
+		}()
+		select {
+		case <-listening:
+		case err := <-done:
+			t.Fatalf("serve stopped: %v", err)
+		}
+		got := debug.SetGCPercent(100)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("%q with GOGC=%q: GC percent %d, want %d", c.config, c.gogc, got, c.want)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -35,6 +36,9 @@ type Hooks struct {
 // gRPC server stops taking streams, the streams in flight finish and
 // settle, and the store flushes what it could not send.
 func Serve(ctx context.Context, c *Config, log *slog.Logger, getenv func(string) string, reload <-chan *Config, hooks Hooks) error {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(c.Server.GCPercent)
+	}
 	store, err := ledger.Open(ctx, c.Store, ledger.Options{Logger: log})
 	if err != nil {
 		return fmt.Errorf("cannot open the store: %w", err)
