@@ -118,12 +118,15 @@ func (st *stream) outputReserve(r usage.Request) int64 {
 	return perChoice * max(r.Choices, 1)
 }
 
+// estimatePrompt counts a request's prompt; tests count its calls.
+var estimatePrompt = usage.EstimatePrompt
+
 // promptTokens estimates the request's prompt once, on first need.
 func (st *stream) promptTokens() int64 {
 	if st.prompt < 0 {
 		st.prompt = 0
 		if st.body != nil {
-			st.prompt = usage.EstimatePrompt(st.api, st.body, st.enc)
+			st.prompt = estimatePrompt(st.api, st.body, st.enc)
 		}
 	}
 	return st.prompt

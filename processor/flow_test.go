@@ -16,6 +16,7 @@ import (
 
 	"github.com/tollgate-ai/tollgate/ledger"
 	"github.com/tollgate-ai/tollgate/processor/tokens"
+	"github.com/tollgate-ai/tollgate/processor/usage"
 )
 
 // chatStream returns an OpenAI chat stream of the given deltas; with usage
@@ -564,5 +565,52 @@ func TestCompressedStreamStillHidesAddedUsage(t *testing.T) {
 	}
 	if got := f.totals(t, "team-a"); got.Input != 9 || got.Output != 2 {
 		t.Fatalf("totals %+v", got)
+	}
+}
+
+// TestPromptTokenizedOnlyWhenNeeded: a request that no token window or
+// quota applies to, answered with the provider's usage, is never
+// tokenized; with a token window it is, once.
+func TestPromptTokenizedOnlyWhenNeeded(t *testing.T) {
+	calls := 0
+	defer func(orig func(usage.API, []byte, *tokens.Encoding) int64) { estimatePrompt = orig }(estimatePrompt)
+	estimatePrompt = func(api usage.API, body []byte, e *tokens.Encoding) int64 {
+		calls++
+		return usage.EstimatePrompt(api, body, e)
+	}
+	requests := `
+request_ratelimit:
+  - rule_name: rpm
+    rule_items: [{limit_by_per_consumer: "", limit_keys: [{key: "*", query_per_minute: 100}]}]
+`
+	tokenWindow := `
+token_ratelimit:
+  - rule_name: tpm
+    rule_items: [{limit_by_per_consumer: "", limit_keys: [{key: "*", token_per_minute: 100000}]}]
+`
+	stream, _ := chatStream([]string{"Hello", " there"}, 21, 2)
+	for _, c := range []struct {
+		name, config string
+		want         int
+	}{
+		{"request window only", requests, 0},
+		{"token window", tokenWindow, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			calls = 0
+			f := newFixture(t, c.config)
+			x := f.envoy.open()
+			x.send(requestHeaders(false, chatHeaders("sk-a")...))
+			x.send(requestBody(`{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Tell me a long story about tokens."}]}`))
+			x.send(responseHeaders(false, ":status", "200", "content-type", "text/event-stream"))
+			x.send(responseBody(stream, true))
+			x.close()
+			if got := f.totals(t, "team-a"); got.Input != 21 || got.Output != 2 || got.Estimated != 0 {
+				t.Fatalf("charged %+v, want the provider's 21 + 2", got)
+			}
+			if calls != c.want {
+				t.Errorf("prompt counted %d times, want %d", calls, c.want)
+			}
+		})
 	}
 }
