@@ -180,7 +180,9 @@ func count(raw string) int {
 
 func (e *estimator) chat(root string) {
 	e.chatMessages(getRaw(root, "messages"))
-	e.n += replyPriming
+	// gpt-5 models prime the reply with a token less than OpenAI's
+	// documented chat framing (see tokens.ChatFormatFor).
+	e.n += int64(tokens.ChatFormatFor(e.model).Reply)
 	e.chatTools(root)
 }
 
