@@ -54,11 +54,12 @@ type ServerConfig struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 	// GCPercent is the garbage collector's target (Go's GOGC): the heap may
 	// grow this many percent past what was live at the last collection
-	// before the next. Default 50, not Go's 100: tollgate's live heap is
-	// small and its garbage short-lived, so collecting twice as often costs
-	// little CPU and keeps a replica holding thousands of streams about a
-	// KiB per stream smaller (BENCHMARKS.md). The GOGC environment variable,
-	// when set, wins.
+	// before the next. Default 50, not Go's 100: a replica holding 10,000
+	// open streams keeps about a KiB less per stream (within 16 KiB), for no
+	// measurable CPU with a few busy streams but about 16 % more CPU per
+	// request with 2,000 busy ones; 100 (Go's default) when that matters
+	// more (BENCHMARKS.md compares 50, 75 and 100). The GOGC environment
+	// variable, when set, wins.
 	GCPercent int `yaml:"gc_percent"`
 }
 
