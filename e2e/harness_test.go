@@ -108,14 +108,7 @@ func redisStore(addrs []string, onError, dir string) string {
 // broken test config fails here, with its problems, not at start-up.
 func writeConfig(t *testing.T, dir, cfg string) string {
 	t.Helper()
-	if _, err := app.ParseConfig(strings.NewReader(cfg), func(string) string { return "" }); err != nil {
-		t.Fatalf("test config is invalid: %v\n%s", err, cfg)
-	}
-	path := filepath.Join(dir, "tollgate.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeConfigEnv(t, dir, cfg, nil)
 }
 
 // tollgate is one tollgate running in-process, as `tollgate serve` does.
@@ -129,8 +122,32 @@ type tollgate struct {
 
 func startTollgate(t *testing.T, name, cfg string) *tollgate {
 	t.Helper()
+	tg, _ := startTollgateEnv(t, name, cfg, nil)
+	return tg
+}
+
+// writeConfigEnv is writeConfig for a config that reads environment
+// variables (provider keys): it checks the config with env.
+func writeConfigEnv(t *testing.T, dir, cfg string, env map[string]string) string {
+	t.Helper()
+	getenv := func(k string) string { return env[k] }
+	if _, err := app.ParseConfig(strings.NewReader(cfg), getenv); err != nil {
+		t.Fatalf("test config is invalid: %v\n%s", err, cfg)
+	}
+	path := filepath.Join(dir, "tollgate.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startTollgateEnv is startTollgate with environment variables for the
+// config to read, returning tollgate's log as well so that a test can read
+// what tollgate wrote.
+func startTollgateEnv(t *testing.T, name, cfg string, env map[string]string) (*tollgate, *logBuffer) {
+	t.Helper()
 	log := newLog(t, name)
-	path := writeConfig(t, t.TempDir(), cfg)
+	path := writeConfigEnv(t, t.TempDir(), cfg, env)
 	ctx, cancel := context.WithCancel(context.Background())
 	type addrs struct{ grpc, admin string }
 	ready := make(chan addrs, 1)
@@ -138,7 +155,7 @@ func startTollgate(t *testing.T, name, cfg string) *tollgate {
 	go func() {
 		done <- app.Run(ctx, []string{"serve", "--config", path, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, app.Env{
 			Stdout: log, Stderr: log,
-			Getenv: func(string) string { return "" },
+			Getenv: func(k string) string { return env[k] },
 			Hooks:  app.Hooks{Listening: func(g, a string) { ready <- addrs{g, a} }},
 		})
 	}()
@@ -162,7 +179,7 @@ func startTollgate(t *testing.T, name, cfg string) *tollgate {
 			t.Errorf("%s stopped with an error: %v", name, err)
 		}
 	})
-	return tg
+	return tg, log
 }
 
 // upstream is the fake LLM provider behind the emulated Envoy.
@@ -244,7 +261,6 @@ func startEnvoy(t *testing.T, name, extProcAddr string, up *upstream) *envoy {
 // when messageTimeout is not zero.
 func startEnvoyWith(t *testing.T, name, extProcAddr string, up *upstream, messageTimeout time.Duration) *envoy {
 	t.Helper()
-	log := newLog(t, name)
 	cfg := shippedEnvoyConfig(t)
 	filter := cfg.Filter
 	if messageTimeout != 0 {
@@ -252,20 +268,27 @@ func startEnvoyWith(t *testing.T, name, extProcAddr string, up *upstream, messag
 		filter.MessageTimeout = durationpb.New(messageTimeout)
 		filter.MaxMessageTimeout = durationpb.New(messageTimeout)
 	}
-	e := &envoy{}
-	proxy, err := envoyemu.New(envoyemu.Options{
+	return runEnvoy(t, name, envoyemu.Options{
 		Filter:          filter,
 		ExtProcAddr:     extProcAddr,
 		Upstream:        up.URL,
 		Routes:          cfg.Routes,
 		AccessLogFormat: cfg.AccessLogFormat,
-		Logger:          slog.New(slog.NewTextHandler(log, nil)),
-		OnComplete: func(r envoyemu.Record) {
-			e.mu.Lock()
-			e.records = append(e.records, r)
-			e.mu.Unlock()
-		},
 	})
+}
+
+// runEnvoy serves an emulated Envoy with options o, logging to a log
+// named name and recording each finished request.
+func runEnvoy(t *testing.T, name string, o envoyemu.Options) *envoy {
+	t.Helper()
+	e := &envoy{}
+	o.Logger = slog.New(slog.NewTextHandler(newLog(t, name), nil))
+	o.OnComplete = func(r envoyemu.Record) {
+		e.mu.Lock()
+		e.records = append(e.records, r)
+		e.mu.Unlock()
+	}
+	proxy, err := envoyemu.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

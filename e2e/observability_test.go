@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,10 +26,9 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/redis/go-redis/v9"
 	"github.com/tidwall/gjson"
-	"gopkg.in/yaml.v3"
 
 	"github.com/tollgate-ai/tollgate/e2e/fakellm"
-	"github.com/tollgate-ai/tollgate/internal/app"
+	"github.com/tollgate-ai/tollgate/internal/promqltest"
 	"github.com/tollgate-ai/tollgate/internal/redistest"
 	"github.com/tollgate-ai/tollgate/quota"
 )
@@ -42,62 +42,6 @@ const (
 	providerKeyOpenAI = "sk-proj-e2e-provider-openai-5f1d2c3b4a"
 	providerKeyClaude = "sk-ant-e2e-provider-anthropic-9e8d7c6b"
 )
-
-// writeConfigEnv is writeConfig for a config that reads environment
-// variables (provider keys): it checks the config with env.
-func writeConfigEnv(t *testing.T, dir, cfg string, env map[string]string) string {
-	t.Helper()
-	getenv := func(k string) string { return env[k] }
-	if _, err := app.ParseConfig(strings.NewReader(cfg), getenv); err != nil {
-		t.Fatalf("test config is invalid: %v\n%s", err, cfg)
-	}
-	path := filepath.Join(dir, "tollgate.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// startTollgateEnv is startTollgate with environment variables for the
-// config to read, returning tollgate's log as well so that a test can read
-// what tollgate wrote.
-func startTollgateEnv(t *testing.T, name, cfg string, env map[string]string) (*tollgate, *logBuffer) {
-	t.Helper()
-	log := newLog(t, name)
-	path := writeConfigEnv(t, t.TempDir(), cfg, env)
-	ctx, cancel := context.WithCancel(context.Background())
-	type addrs struct{ grpc, admin string }
-	ready := make(chan addrs, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, []string{"serve", "--config", path, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, app.Env{
-			Stdout: log, Stderr: log,
-			Getenv: func(k string) string { return env[k] },
-			Hooks:  app.Hooks{Listening: func(g, a string) { ready <- addrs{g, a} }},
-		})
-	}()
-	tg := &tollgate{}
-	select {
-	case a := <-ready:
-		tg.grpcAddr, tg.adminAddr = a.grpc, a.admin
-	case err := <-done:
-		cancel()
-		t.Fatalf("%s did not start: %v", name, err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatalf("%s did not start within 30s", name)
-	}
-	tg.Stop = sync.OnceValue(func() error {
-		cancel()
-		return <-done
-	})
-	t.Cleanup(func() {
-		if err := tg.Stop(); err != nil {
-			t.Errorf("%s stopped with an error: %v", name, err)
-		}
-	})
-	return tg, log
-}
 
 // metricsPage is one scrape of tollgate's /metrics.
 type metricsPage struct {
@@ -722,11 +666,23 @@ func cutStream(t *testing.T, c openai.Client, llm *upstream) {
 // the rules record (which Prometheus makes, not tollgate).
 func shippedQueries(t *testing.T) (used map[string]string, recorded map[string]bool) {
 	t.Helper()
-	used, recorded = map[string]string{}, map[string]bool{}
-	add := func(where, expr string) {
-		names := promQLNames(expr)
+	dash, err := os.ReadFile("../envoy/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := os.ReadFile("../envoy/prometheus-rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exprs, recorded, err := promqltest.Queries(dash, rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used = map[string]string{}
+	for _, where := range slices.Sorted(maps.Keys(exprs)) {
+		names := promqltest.MetricNames(exprs[where])
 		if len(names) == 0 {
-			t.Errorf("%s: no metric name found in %q", where, expr)
+			t.Errorf("%s: no metric name found in %q", where, exprs[where])
 		}
 		for _, n := range names {
 			if _, ok := used[n]; !ok {
@@ -734,182 +690,5 @@ func shippedQueries(t *testing.T) (used map[string]string, recorded map[string]b
 			}
 		}
 	}
-	b, err := os.ReadFile("../envoy/grafana-dashboard.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels     []json.RawMessage `json:"panels"`
-		Templating struct {
-			List []struct {
-				Name  string `json:"name"`
-				Query any    `json:"query"`
-			} `json:"list"`
-		} `json:"templating"`
-	}
-	if err := json.Unmarshal(b, &dash); err != nil {
-		t.Fatalf("grafana-dashboard.json: %v", err)
-	}
-	var walk func([]json.RawMessage)
-	walk = func(ps []json.RawMessage) {
-		for _, raw := range ps {
-			var p struct {
-				Title   string `json:"title"`
-				Targets []struct{ Expr string }
-				Panels  []json.RawMessage `json:"panels"`
-			}
-			if err := json.Unmarshal(raw, &p); err != nil {
-				t.Fatalf("grafana-dashboard.json: panel: %v", err)
-			}
-			for _, tg := range p.Targets {
-				add("dashboard panel "+p.Title, tg.Expr)
-			}
-			walk(p.Panels)
-		}
-	}
-	walk(dash.Panels)
-	for _, v := range dash.Templating.List {
-		q, _ := v.Query.(map[string]any)
-		s, _ := q["query"].(string)
-		if name, ok := strings.CutPrefix(s, "label_values("); ok {
-			name, _, _ = strings.Cut(name, ",")
-			add("dashboard variable "+v.Name, strings.TrimSpace(name))
-		}
-	}
-	b, err = os.ReadFile("../envoy/prometheus-rules.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rules struct {
-		Groups []struct {
-			Rules []struct{ Record, Alert, Expr string }
-		}
-	}
-	if err := yaml.Unmarshal(b, &rules); err != nil {
-		t.Fatalf("prometheus-rules.yaml: %v", err)
-	}
-	for _, g := range rules.Groups {
-		for _, r := range g.Rules {
-			if r.Record != "" {
-				recorded[r.Record] = true
-			}
-			add("rule "+r.Record+r.Alert, r.Expr)
-		}
-	}
 	return used, recorded
-}
-
-// promQLNames returns the metric names a PromQL expression selects. It
-// reads the expression as a stream of tokens: strings, label matchers
-// ({…}), ranges ([…]), numbers and durations, and Grafana variables ($x,
-// ${x}) are skipped; an identifier followed by "(" is a function or an
-// aggregation; a grouping keyword takes its label list with it; what is
-// left, apart from PromQL's operators and modifiers, is a metric name.
-func promQLNames(expr string) []string {
-	const (
-		keywords  = " and or unless bool offset by without on ignoring group_left group_right inf nan "
-		groupings = " by without on ignoring group_left group_right "
-		aggrs     = " sum min max avg group stddev stdvar count count_values bottomk topk quantile limitk limit_ratio "
-	)
-	is := func(list, w string) bool { return strings.Contains(list, " "+w+" ") }
-	identStart := func(c byte) bool { return c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
-	ident := func(c byte) bool { return identStart(c) || c >= '0' && c <= '9' }
-	// closing returns the index after the bracket that closes the one at
-	// i, skipping strings inside.
-	closing := func(i int) int {
-		open, close := expr[i], map[byte]byte{'{': '}', '[': ']', '(': ')'}[expr[i]]
-		depth := 0
-		for ; i < len(expr); i++ {
-			switch c := expr[i]; {
-			case c == '"' || c == '\'' || c == '`':
-				j := i + 1
-				for j < len(expr) && expr[j] != c {
-					if expr[j] == '\\' && c != '`' {
-						j++
-					}
-					j++
-				}
-				i = j
-			case c == open:
-				depth++
-			case c == close:
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-		return len(expr)
-	}
-	var names []string
-	for i := 0; i < len(expr); {
-		c := expr[i]
-		switch {
-		case c == '"' || c == '\'' || c == '`':
-			j := i + 1
-			for j < len(expr) && expr[j] != c {
-				if expr[j] == '\\' && c != '`' {
-					j++
-				}
-				j++
-			}
-			i = j + 1
-		case c == '{' || c == '[':
-			i = closing(i)
-		case c == '$':
-			i++
-			if i < len(expr) && expr[i] == '{' {
-				i = closing(i)
-			}
-			for i < len(expr) && ident(expr[i]) {
-				i++
-			}
-		case c >= '0' && c <= '9' || c == '.':
-			for i < len(expr) && (ident(expr[i]) || expr[i] == '.') {
-				i++
-			}
-		case identStart(c):
-			j := i
-			for j < len(expr) && ident(expr[j]) {
-				j++
-			}
-			word := expr[i:j]
-			k := j
-			for k < len(expr) && strings.IndexByte(" \t\r\n", expr[k]) >= 0 {
-				k++
-			}
-			paren := k < len(expr) && expr[k] == '('
-			i = j
-			switch {
-			case paren && is(groupings, word):
-				i = closing(k)
-			case paren, is(keywords, word), is(aggrs, word):
-			default:
-				names = append(names, word)
-			}
-		default:
-			i++
-		}
-	}
-	return names
-}
-
-// TestObservabilityPromQLNames checks the extractor the dashboard check
-// relies on, so that it cannot pass by finding no names.
-func TestObservabilityPromQLNames(t *testing.T) {
-	for _, tc := range []struct{ expr, want string }{
-		{`sum by (consumer) (rate(tollgate_tokens_total{type=~"input|output"}[5m]))`, "tollgate_tokens_total"},
-		{`histogram_quantile(0.99, sum by (le, op) (rate(tollgate_store_duration_seconds_bucket[$__rate_interval])))`, "tollgate_store_duration_seconds_bucket"},
-		{"consumer:tollgate_tokens:rate5m\n  > 3 * avg_over_time(consumer:tollgate_tokens:rate5m[1d])\nand consumer:tollgate_tokens:rate5m > 10",
-			"consumer:tollgate_tokens:rate5m consumer:tollgate_tokens:rate5m consumer:tollgate_tokens:rate5m"},
-		{`a_total / on (provider) group_left(x) sum without (le) (b{c="}"}) offset 5m`, "a_total b"},
-		{`sum(increase(x_total{consumer=~"${consumer:regex}"}[$__range])) unless y_total == bool 1`, "x_total y_total"},
-		{`topk(20, sum by (consumer) (z))`, "z"},
-	} {
-		t.Run(tc.expr, func(t *testing.T) {
-			if got := strings.Join(promQLNames(tc.expr), " "); got != tc.want {
-				t.Errorf("got %q, want %q", got, tc.want)
-			}
-		})
-	}
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -50,10 +48,8 @@ admin: {token: %q}
 // grpc_service overrides.
 func startEnvoyRoutes(t *testing.T, name, extProcAddr string, up *upstream, routes []envoyemu.Route, clusters map[string]string) *envoy {
 	t.Helper()
-	log := newLog(t, name)
 	cfg := shippedEnvoyConfig(t)
-	e := &envoy{}
-	proxy, err := envoyemu.New(envoyemu.Options{
+	return runEnvoy(t, name, envoyemu.Options{
 		Filter:             cfg.Filter,
 		ExtProcAddr:        extProcAddr,
 		Clusters:           clusters,
@@ -61,23 +57,7 @@ func startEnvoyRoutes(t *testing.T, name, extProcAddr string, up *upstream, rout
 		Routes:             append(append([]envoyemu.Route(nil), routes...), cfg.Routes...),
 		VirtualHostExtProc: cfg.VirtualHostExtProc,
 		AccessLogFormat:    cfg.AccessLogFormat,
-		Logger:             slog.New(slog.NewTextHandler(log, nil)),
-		OnComplete: func(r envoyemu.Record) {
-			e.mu.Lock()
-			e.records = append(e.records, r)
-			e.mu.Unlock()
-		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(proxy)
-	t.Cleanup(func() {
-		srv.Close()
-		_ = proxy.Close()
-	})
-	e.URL = srv.URL
-	return e
 }
 
 // llmRoute is a route to the LLM cluster as the shipped "llm" route is,

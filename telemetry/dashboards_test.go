@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"gopkg.in/yaml.v3"
 
+	"github.com/tollgate-ai/tollgate/internal/promqltest"
 	"github.com/tollgate-ai/tollgate/processor/usage"
 )
 
@@ -123,28 +123,6 @@ func (d *dashboard) allPanels() []dashPanel {
 	return out
 }
 
-var labelValuesRE = regexp.MustCompile(`label_values\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)`)
-
-// dashboardExprs returns every PromQL expression of the dashboard, keyed by
-// where it is.
-func (d *dashboard) exprs() map[string]string {
-	out := map[string]string{}
-	for _, p := range d.allPanels() {
-		for _, tg := range p.Targets {
-			out["panel "+p.Title+" "+tg.RefID] = tg.Expr
-		}
-	}
-	for _, v := range d.Templating.List {
-		q, _ := v.Query.(map[string]any)
-		if s, ok := q["query"].(string); ok {
-			if m := labelValuesRE.FindStringSubmatch(s); m != nil {
-				out["variable "+v.Name] = m[1]
-			}
-		}
-	}
-	return out
-}
-
 type ruleFile struct {
 	Groups []struct {
 		Name  string `yaml:"name"`
@@ -176,20 +154,21 @@ func loadRules(t *testing.T) *ruleFile {
 // stays empty and no alert silently never fires after a rename.
 func TestDashboardAndRulesUseExposedMetrics(t *testing.T) {
 	exposed := exposedNames(t)
-	rf := loadRules(t)
-	exprs := loadDashboard(t).exprs()
-	recorded := map[string]bool{}
-	for _, g := range rf.Groups {
-		for _, r := range g.Rules {
-			if r.Record != "" {
-				recorded[r.Record] = true
-			}
-			exprs["rule "+r.Record+r.Alert] = r.Expr
-		}
+	dash, err := os.ReadFile(dashboardPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := os.ReadFile(rulesPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exprs, recorded, err := promqltest.Queries(dash, rules)
+	if err != nil {
+		t.Fatal(err)
 	}
 	used := map[string]bool{}
 	for where, e := range exprs {
-		names := metricNames(e)
+		names := promqltest.MetricNames(e)
 		if len(names) == 0 {
 			t.Errorf("%s: no metric in %q", where, e)
 		}
