@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,13 +20,8 @@ import (
 func TestRuntimeAccountsReachTheRequestPath(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addrs := make(chan [2]string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, []string{"serve", "--config", "../../envoy/tollgate.yaml", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"},
-			Env{Stdout: io.Discard, Stderr: io.Discard, Hooks: Hooks{Listening: func(g, a string) { addrs <- [2]string{g, a} }}})
-	}()
-	a := <-addrs
+	s := startServe(t, "../../envoy/tollgate.yaml", nil)
+	a := [2]string{s.grpcAddr, s.adminAddr}
 	admin := func(method, path, body string) (int, map[string]any) {
 		req, _ := http.NewRequest(method, "http://"+a[1]+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer admin-demo-token")
@@ -89,8 +83,7 @@ func TestRuntimeAccountsReachTheRequestPath(t *testing.T) {
 		t.Fatalf("revoke: %d", code)
 	}
 	eventually(false)
-	cancel()
-	if err := <-done; err != nil {
+	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
 }

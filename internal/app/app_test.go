@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,20 +97,9 @@ func TestUnknownFieldIsAnError(t *testing.T) {
 // the gRPC health service answers SERVING, the admin port answers, and a
 // cancelled context stops it cleanly.
 func TestServeAndDrain(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addrs := make(chan [2]string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, []string{"serve", "--config", "../../envoy/tollgate.yaml", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"},
-			Env{Stdout: io.Discard, Stderr: io.Discard, Hooks: Hooks{Listening: func(g, a string) { addrs <- [2]string{g, a} }}})
-	}()
-	var a [2]string
-	select {
-	case a = <-addrs:
-	case err := <-done:
-		t.Fatalf("serve stopped: %v", err)
-	}
+	ctx := context.Background()
+	s := startServe(t, "../../envoy/tollgate.yaml", nil)
+	a := [2]string{s.grpcAddr, s.adminAddr}
 
 	conn, err := grpc.NewClient(a[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -145,10 +135,40 @@ func TestServeAndDrain(t *testing.T) {
 		t.Errorf("GET /v1/quota/team-a = %d %s", resp.StatusCode, body)
 	}
 
-	cancel()
-	if err := <-done; err != nil {
+	if err := s.stop(); err != nil {
 		t.Fatalf("serve returned %v after cancel", err)
 	}
+}
+
+// serving is tollgate run in-process by a test, as `tollgate serve` runs.
+type serving struct {
+	grpcAddr, adminAddr string
+	// stop cancels serve's context and returns what Run returned; it may
+	// be called more than once (the test's cleanup calls it too).
+	stop func() error
+}
+
+// startServe runs `tollgate serve --config path` on loopback ports, with
+// getenv for the environment (nil: the process's), and returns once it
+// listens.
+func startServe(t *testing.T, path string, getenv func(string) string) *serving {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrs := make(chan [2]string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"serve", "--config", path, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"},
+			Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: getenv, Hooks: Hooks{Listening: func(g, a string) { addrs <- [2]string{g, a} }}})
+	}()
+	s := &serving{stop: sync.OnceValue(func() error { cancel(); return <-done })}
+	t.Cleanup(func() { _ = s.stop() })
+	select {
+	case a := <-addrs:
+		s.grpcAddr, s.adminAddr = a[0], a[1]
+	case err := <-done:
+		t.Fatalf("serve stopped: %v", err)
+	}
+	return s
 }
 
 // FuzzParseConfig: any input is either a config or a clear error, never a
@@ -186,26 +206,14 @@ func TestServeSetsGCPercent(t *testing.T) {
 			t.Fatal(err)
 		}
 		debug.SetGCPercent(100)
-		ctx, cancel := context.WithCancel(context.Background())
-		listening := make(chan struct{}, 1)
-		done := make(chan error, 1)
-		go func() {
-			done <- Run(ctx, []string{"serve", "--config", path, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"},
-				Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string {
-					if k == "GOGC" {
-						return c.gogc
-					}
-					return ""
-				}, Hooks: Hooks{Listening: func(string, string) { listening <- struct{}{} }}})
-		}()
-		select {
-		case <-listening:
-		case err := <-done:
-			t.Fatalf("serve stopped: %v", err)
-		}
+		s := startServe(t, path, func(k string) string {
+			if k == "GOGC" {
+				return c.gogc
+			}
+			return ""
+		})
 		got := debug.SetGCPercent(100)
-		cancel()
-		if err := <-done; err != nil {
+		if err := s.stop(); err != nil {
 			t.Fatal(err)
 		}
 		if got != c.want {
