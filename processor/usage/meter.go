@@ -142,9 +142,7 @@ func (m *Meter) Write(chunk []byte) (forward []byte, replaced bool) {
 	if m.finished {
 		return nil, false
 	}
-	if m.sp == nil {
-		m.borrow()
-	}
+	m.lent() // the parser's buffers and the walker, for this chunk
 	if m.encoding() == encIdentity {
 		m.consume(chunk)
 		if m.forward {
@@ -174,9 +172,7 @@ func (m *Meter) Finish() (forward []byte, replaced bool) {
 		return nil, false
 	}
 	m.finished = true
-	if m.sp == nil {
-		m.borrow()
-	}
+	m.lent()
 	switch m.mode {
 	case modeSSE:
 		m.sse.finish(m)
